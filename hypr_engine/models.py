@@ -1,0 +1,95 @@
+"""Plain data the engine hands to front ends (and, later, over gRPC).
+
+Front ends see these and nothing of the engine's internals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class VmSpec:
+    """What the user asked for with `hypr run` / `create`."""
+
+    image: str
+    name: str | None = None
+    command: list[str] | None = None       # overrides the image's CMD
+    entrypoint: list[str] | None = None    # overrides ENTRYPOINT; [] clears it
+    env: list[str] = field(default_factory=list)   # KEY=VALUE, already validated
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    cpus: int = 1
+    memory_mb: int = 256
+    auto_remove: bool = False
+    interactive: bool = False              # keep stdin open (-i)
+    tty: bool = False                      # allocate a terminal (-t)
+    stop_signal: int | None = None
+    stop_timeout: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "VmSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass
+class VmInfo:
+    id: str
+    name: str
+    image: str
+    image_id: str
+    command: list[str]
+    state: str
+    exit_code: int | None
+    error: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    auto_remove: bool
+    spec: VmSpec
+    stages: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["spec"] = self.spec.to_json()
+        return data
+
+
+@dataclass
+class ImageInfo:
+    id: str
+    tags: list[str]
+    size: int
+    created: str | None
+    added_at: float
+    config: dict[str, Any]
+    layers: list[dict[str, Any]]
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[-1][:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ExecOptions:
+    argv: list[str]
+    env: list[str] = field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    tty: bool = False
+    interactive: bool = False
+    rows: int = 24
+    cols: int = 80

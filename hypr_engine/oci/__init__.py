@@ -1,0 +1,1 @@
+"""OCI images: references, content store, image configs, archives, root filesystems."""

@@ -1,0 +1,427 @@
+"""The per-VM supervisor: QEMU's parent, for the VM's whole life.
+
+    python -m hypr_engine.supervisor VM_DIR READY_FD
+
+It is started by an engine in a new session and forks once more, so it is no
+HYPR process's child and outlives all of them (DESIGN.md, "The one rule").
+It then:
+
+- spawns QEMU from `launch.json` with PR_SET_PDEATHSIG, so QEMU never outlives
+  it (a VMM must never be orphaned), and watches it through a pidfd;
+- connects to QEMU's agent socket (one client at a time) and multiplexes it to
+  any number of HYPR clients on `control.sock`, rewriting channel numbers so
+  their sessions never collide (PROTOCOL.md);
+- records `running` when the guest says hello, and on QEMU's exit the
+  workload's exit code (read from the log file kestrel wrote) in `exit.json`
+  and in the database, removes the VM if it was started with `--rm`, and exits.
+
+It imports only the standard library and the protocol codec: it runs once per
+VM, so it stays small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypr_engine.agent import codec
+from hypr_engine.agent.codec import CLIENT_TYPES, GUEST_TYPES, SYNC, Frame, FrameDecoder, Msg
+from hypr_engine.errors import ProtocolError
+from hypr_engine.logfile import exit_record
+from hypr_engine.proc import ProcessRef
+
+PR_SET_PDEATHSIG = 1
+AGENT_CONNECT_TIMEOUT = 20.0
+KILL_MARGIN = 10.0          # seconds past the guest's grace period before QEMU is killed
+REQUEST_TYPES = {Msg.EXEC, Msg.PS, Msg.STATS, Msg.SHUTDOWN, Msg.KILL, Msg.PING}
+SESSION_TYPES = {Msg.STDIN, Msg.RESIZE, Msg.SIGNAL, Msg.WINDOW}
+FINAL_TYPES = {Msg.EXIT, Msg.ERROR, Msg.STATS_REPLY, Msg.OK, Msg.PONG}
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+@dataclass
+class Client:
+    writer: asyncio.StreamWriter
+    channels: dict[int, int] = field(default_factory=dict)  # client channel -> global channel
+    waiting_exit: bool = False
+
+    def send(self, data: bytes) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(data)
+
+
+class Supervisor:
+    def __init__(self, vm_dir: Path) -> None:
+        self.vm_dir = vm_dir
+        self.launch = json.loads((vm_dir / "launch.json").read_text())
+        self.vm_id: str = self.launch["vm_id"]
+        self.runtime_dir = Path(self.launch["runtime_dir"])
+        self.clients: set[Client] = set()
+        self.routes: dict[int, tuple[Client, int]] = {}   # global channel -> (client, its channel)
+        self.next_channel = 1
+        self.guest_writer: asyncio.StreamWriter | None = None
+        self.hello: codec.HelloOk | None = None
+        self.hello_event = asyncio.Event()
+        self.exited = asyncio.Event()
+        self.exit_info: dict = {}
+        self.stop_requested = False
+        self.killed_by_us = False
+        self.qemu: subprocess.Popen | None = None
+        self.stages: dict[str, float] = {}
+        self.own_channels: set[int] = set()
+
+    # --- database -------------------------------------------------------------
+
+    def db_execute(self, sql: str, params: tuple) -> None:
+        """Best effort: the engine reconciles from exit.json if this fails."""
+        db = self.launch.get("db")
+        if not db:
+            return
+        try:
+            conn = sqlite3.connect(db, timeout=10, isolation_level=None)
+            try:
+                conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute(sql, params)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            print(f"supervisor: database update failed: {exc}", file=sys.stderr)
+
+    # --- QEMU -----------------------------------------------------------------
+
+    def spawn_qemu(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+
+        def in_child() -> None:
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+        qemu_log = open(self.vm_dir / "qemu.log", "ab")
+        self.qemu = subprocess.Popen(
+            self.launch["argv"],
+            stdin=subprocess.DEVNULL,
+            stdout=qemu_log,
+            stderr=qemu_log,
+            preexec_fn=in_child,
+            close_fds=True,
+        )
+        qemu_log.close()
+        self.stages["vmm_spawned"] = time.time()
+        ref = ProcessRef.of(self.qemu.pid)
+        me = ProcessRef.of(os.getpid())
+        atomic_write_json(
+            self.vm_dir / "supervisor.json",
+            {
+                "supervisor": me.to_json() if me else None,
+                "qemu": ref.to_json() if ref else None,
+                "stages": self.stages,
+            },
+        )
+
+    def write_stages(self) -> None:
+        path = self.vm_dir / "supervisor.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        data["stages"] = self.stages
+        atomic_write_json(path, data)
+
+    async def watch_qemu(self) -> int:
+        assert self.qemu is not None
+        pidfd = os.pidfd_open(self.qemu.pid)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(pidfd, lambda: done.done() or done.set_result(None))
+        try:
+            await done
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return self.qemu.wait()
+
+    def kill_qemu(self) -> None:
+        if self.qemu and self.qemu.poll() is None:
+            self.killed_by_us = True
+            self.qemu.kill()
+
+    # --- guest side -----------------------------------------------------------
+
+    async def connect_guest(self) -> None:
+        path = self.launch["agent_socket"]
+        deadline = time.monotonic() + AGENT_CONNECT_TIMEOUT
+        while True:
+            try:
+                reader, writer = await asyncio.open_unix_connection(path)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline or self.exited.is_set():
+                    print("supervisor: QEMU's agent socket never appeared", file=sys.stderr)
+                    return
+                await asyncio.sleep(0.01)
+        self.guest_writer = writer
+        writer.write(SYNC + codec.frame(Msg.HELLO, 0, codec.hello_payload()))
+        decoder = FrameDecoder(GUEST_TYPES, hunting=True)
+        try:
+            while data := await reader.read(65536):
+                for fr in decoder.feed(data):
+                    self.on_guest_frame(fr)
+        except (ProtocolError, ConnectionError) as exc:
+            print(f"supervisor: agent channel broken: {exc}", file=sys.stderr)
+        finally:
+            self.guest_writer = None
+            writer.close()
+
+    def send_guest(self, data: bytes) -> bool:
+        if self.guest_writer is None or self.guest_writer.is_closing():
+            return False
+        self.guest_writer.write(data)
+        return True
+
+    def on_guest_frame(self, fr: Frame) -> None:
+        if fr.channel == 0:
+            if fr.type == Msg.HELLO_OK:
+                self.hello = codec.HelloOk.parse(fr.payload)
+                self.stages.setdefault("agent_hello", time.time())
+                self.write_stages()
+                self.db_execute(
+                    "UPDATE vms SET state='running', started_at=? WHERE id=? AND state='starting'",
+                    (time.time(), self.vm_id),
+                )
+                self.hello_event.set()
+            elif fr.type == Msg.ERROR:
+                err = codec.AgentError.parse(fr.payload)
+                print(f"supervisor: guest refused hello: {err.message}", file=sys.stderr)
+            return
+        if fr.channel in self.own_channels:
+            if fr.type in FINAL_TYPES:
+                self.own_channels.discard(fr.channel)
+            return
+        route = self.routes.get(fr.channel)
+        if route is None:
+            return  # the client went away; its session is being killed
+        client, client_channel = route
+        final = fr.type in FINAL_TYPES or (fr.type == Msg.PS_REPLY and not fr.flags & codec.FLAG_MORE)
+        if final:
+            del self.routes[fr.channel]
+            client.channels.pop(client_channel, None)
+        client.send(codec.encode_frame(Frame(fr.type, client_channel, fr.payload, fr.flags)))
+
+    def own_request(self, type_: int, payload: bytes) -> bool:
+        channel = self.allocate_channel()
+        self.own_channels.add(channel)
+        return self.send_guest(codec.frame(type_, channel, payload))
+
+    def allocate_channel(self) -> int:
+        while self.next_channel in self.routes or self.next_channel in self.own_channels or self.next_channel == 0:
+            self.next_channel = (self.next_channel + 1) & 0xFFFFFFFF
+        channel = self.next_channel
+        self.next_channel = (self.next_channel + 1) & 0xFFFFFFFF
+        return channel
+
+    # --- stop -----------------------------------------------------------------
+
+    async def stop(self, sig: int | None, grace_ms: int) -> None:
+        """Graceful stop: the guest signals the workload, waits, kills, reboots.
+
+        If the guest never answered (still booting, or hung), QEMU is killed.
+        """
+        if self.stop_requested:
+            return
+        self.stop_requested = True
+        if not (self.hello and self.own_request(Msg.SHUTDOWN, codec.shutdown_payload(sig, grace_ms))):
+            self.kill_qemu()
+            return
+        try:
+            await asyncio.wait_for(self.exited.wait(), grace_ms / 1000 + KILL_MARGIN)
+        except asyncio.TimeoutError:
+            self.kill_qemu()
+
+    # --- client side ------------------------------------------------------------
+
+    async def serve_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        client = Client(writer)
+        self.clients.add(client)
+        decoder = FrameDecoder(CLIENT_TYPES, hunting=True)
+        try:
+            while data := await reader.read(65536):
+                for fr in decoder.feed(data):
+                    await self.on_client_frame(client, fr)
+                await writer.drain()
+        except (ProtocolError, ConnectionError) as exc:
+            client.send(codec.frame(Msg.ERROR, 0, codec.AgentError(codec.ErrorCode.BAD_REQUEST, str(exc)).encode()))
+        finally:
+            self.clients.discard(client)
+            # Sessions of a vanished client would block forever on output credit: end them.
+            for client_channel, global_channel in list(client.channels.items()):
+                del self.routes[global_channel]
+                self.own_channels.add(global_channel)
+                self.send_guest(codec.frame(Msg.SIGNAL, global_channel, codec.u32(signal.SIGKILL)))
+            writer.close()
+
+    async def on_client_frame(self, client: Client, fr: Frame) -> None:
+        if fr.type == Msg.HELLO:
+            await self.answer_hello(client)
+        elif fr.type == Msg.SV_WAIT:
+            client.waiting_exit = True
+            if self.exited.is_set():
+                self.send_exit(client)
+        elif fr.type == Msg.SV_STOP:
+            f = codec.Fields(fr.payload)
+            sig = f.uint(codec.ShutdownTag.SIGNAL, 4)
+            grace = f.uint(codec.ShutdownTag.GRACE_MS, 4, 10000) or 0
+            client.send(codec.frame(Msg.OK, fr.channel))
+            asyncio.ensure_future(self.stop(sig, grace))
+        elif fr.type in REQUEST_TYPES:
+            if fr.channel == 0 or fr.channel in client.channels:
+                self.reply_error(client, fr.channel, codec.ErrorCode.BAD_REQUEST, "channel 0 or already in use")
+                return
+            if self.hello is None or self.guest_writer is None:
+                self.reply_error(client, fr.channel, codec.ErrorCode.BAD_REQUEST, "the VM's agent is not connected")
+                return
+            global_channel = self.allocate_channel()
+            self.routes[global_channel] = (client, fr.channel)
+            client.channels[fr.channel] = global_channel
+            self.send_guest(codec.encode_frame(Frame(fr.type, global_channel, fr.payload, fr.flags)))
+        elif fr.type in SESSION_TYPES:
+            global_channel = client.channels.get(fr.channel)
+            if global_channel is None:
+                if fr.type != Msg.WINDOW:  # credit for a finished session is harmless
+                    self.reply_error(client, fr.channel, codec.ErrorCode.NO_SUCH_SESSION, "no such session")
+                return
+            self.send_guest(codec.encode_frame(Frame(fr.type, global_channel, fr.payload, fr.flags)))
+
+    async def answer_hello(self, client: Client) -> None:
+        waiter = asyncio.ensure_future(self.hello_event.wait())
+        ender = asyncio.ensure_future(self.exited.wait())
+        await asyncio.wait({waiter, ender}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        ender.cancel()
+        if self.hello is not None and not self.exited.is_set():
+            client.send(SYNC + codec.frame(Msg.HELLO_OK, 0, self.hello.encode()))
+        else:
+            client.send(SYNC)
+            self.send_exit(client)
+
+    def reply_error(self, client: Client, channel: int, code: int, message: str) -> None:
+        client.send(codec.frame(Msg.ERROR, channel, codec.AgentError(code, message).encode()))
+
+    def send_exit(self, client: Client) -> None:
+        payload = json.dumps(self.exit_info).encode()
+        client.send(codec.frame(Msg.SV_EXITED, 0, payload))
+
+    # --- the whole life -----------------------------------------------------------
+
+    async def run(self, ready_fd: int) -> None:
+        self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        control_path = Path(self.launch["control_socket"])
+        control_path.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(self.serve_client, path=str(control_path))
+        os.chmod(control_path, 0o600)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(None, 10000)))
+        try:
+            self.spawn_qemu()
+        except OSError as exc:
+            os.write(ready_fd, f"error cannot start QEMU: {exc}\n".encode())
+            os.close(ready_fd)
+            server.close()
+            control_path.unlink(missing_ok=True)
+            self.finish(125, f"cannot start QEMU: {exc}", None)
+            return
+        assert self.qemu is not None
+        os.write(ready_fd, f"ok {self.qemu.pid}\n".encode())
+        os.close(ready_fd)
+        guest = asyncio.ensure_future(self.connect_guest())
+        status = await self.watch_qemu()
+        self.exited.set()
+        guest.cancel()
+        code, error = self.exit_code(status)
+        self.finish(code, error, status)
+        for client in list(self.clients):
+            if client.waiting_exit:
+                self.send_exit(client)
+            try:
+                await asyncio.wait_for(client.writer.drain(), 2)
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+            client.writer.close()
+        server.close()
+        control_path.unlink(missing_ok=True)
+        Path(self.launch["agent_socket"]).unlink(missing_ok=True)
+        try:
+            self.runtime_dir.rmdir()
+        except OSError:
+            pass
+        if self.launch.get("auto_remove"):
+            self.remove_vm()
+
+    def exit_code(self, qemu_status: int) -> tuple[int, str | None]:
+        code, error = exit_record(Path(self.launch["workload_log"]))
+        if code is not None:
+            return code, error
+        if self.killed_by_us:
+            return 137, error or "killed: the guest did not stop within its grace period"
+        tail = _tail(self.vm_dir / "qemu.log", 3) or _tail(Path(self.launch["console_log"]), 5)
+        return 255, error or f"the VM ended without reporting an exit code (QEMU status {qemu_status}): {tail}"
+
+    def finish(self, code: int, error: str | None, qemu_status: int | None) -> None:
+        now = time.time()
+        self.exit_info = {
+            "exit_code": code,
+            "error": error,
+            "finished_at": now,
+            "qemu_status": qemu_status,
+            "stopped_by_user": self.stop_requested,
+        }
+        atomic_write_json(self.vm_dir / "exit.json", self.exit_info)
+        self.db_execute(
+            "UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=? "
+            "WHERE id=? AND state IN ('starting','running','stopping','restarting')",
+            (code, error, now, self.vm_id),
+        )
+
+    def remove_vm(self) -> None:
+        """--rm: the row and the VM directory go, whether or not a HYPR process watches."""
+        import shutil
+
+        self.db_execute("DELETE FROM vms WHERE id=? AND state IN ('exited','removing')", (self.vm_id,))
+        shutil.rmtree(self.vm_dir, ignore_errors=True)
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def main() -> None:
+    vm_dir = Path(sys.argv[1])
+    ready_fd = int(sys.argv[2])
+    # Fork once more: the engine reaps our parent at once, and we belong to no HYPR process.
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    asyncio.run(Supervisor(vm_dir).run(ready_fd))
+
+
+if __name__ == "__main__":
+    main()

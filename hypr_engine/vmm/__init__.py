@@ -1,0 +1,1 @@
+"""VMM adapters (QEMU today) and host probing. The engine reaches hypervisors only through here."""

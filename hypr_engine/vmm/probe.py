@@ -1,0 +1,131 @@
+"""Host probing: which accelerator, which kernel, which initramfs, and why.
+
+The answers are plain data (`HostInfo`) that `hypr system info` prints as-is,
+so a user can see why HYPR chose TCG over KVM or the fallback kernel.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypr_engine.errors import Unavailable
+from hypr_engine.paths import cache_dir
+
+KVM_GET_API_VERSION = 0xAE00
+KVM_API_VERSION = 12
+
+
+@dataclass(frozen=True)
+class Choice:
+    value: str
+    reason: str
+
+
+def probe_accelerator() -> Choice:
+    """KVM only where it really works; TCG otherwise. `HYPR_ACCEL` overrides.
+
+    A /dev/kvm node is not enough: on these machines it exists but nested
+    virtualisation does not work (the guest hangs after the firmware stage) and
+    the CPU flags show neither vmx nor svm. So KVM needs the node to open
+    read-write, answer KVM_GET_API_VERSION with 12, and the CPU to advertise
+    vmx or svm.
+    """
+    forced = os.environ.get("HYPR_ACCEL", "").strip().lower()
+    if forced in ("kvm", "tcg"):
+        return Choice(forced, f"forced by HYPR_ACCEL={forced}")
+    if forced:
+        return Choice("tcg", f"HYPR_ACCEL={forced!r} is not kvm or tcg; using tcg")
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as exc:
+        return Choice("tcg", f"/dev/kvm cannot be opened ({exc.strerror})")
+    try:
+        version = fcntl.ioctl(fd, KVM_GET_API_VERSION)
+    except OSError as exc:
+        return Choice("tcg", f"/dev/kvm does not answer KVM_GET_API_VERSION ({exc.strerror})")
+    finally:
+        os.close(fd)
+    if version != KVM_API_VERSION:
+        return Choice("tcg", f"/dev/kvm reports API version {version}, not {KVM_API_VERSION}")
+    flags = _cpu_flags()
+    if not flags & {"vmx", "svm"}:
+        return Choice("tcg", "/dev/kvm exists but the CPU advertises neither vmx nor svm (nested KVM does not work)")
+    return Choice("kvm", "/dev/kvm answers and the CPU advertises hardware virtualisation")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def host_tsc_khz() -> int | None:
+    """The host TSC frequency, for the guest's `tsc_early_khz=`.
+
+    Under TCG, 10-35 % of boots hang calibrating the TSC against the PIT unless
+    the kernel is told the frequency (DESIGN.md).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    return int(float(line.split(":", 1)[1]) * 1000)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def find_qemu() -> str:
+    path = os.environ.get("HYPR_QEMU") or shutil.which("qemu-system-x86_64")
+    if not path:
+        raise Unavailable("qemu-system-x86_64 not found; run the set-up command from the README")
+    return path
+
+
+@dataclass(frozen=True)
+class GuestArtifacts:
+    kernel: Path
+    kernel_kind: str          # "hypr" (the project's own) or "debian" (fallback)
+    kernel_reason: str
+    initramfs: Path
+    initramfs_reason: str
+    notes: list[str] = field(default_factory=list)
+
+
+def find_guest_artifacts() -> GuestArtifacts:
+    """The kernel and kestrel's initramfs.
+
+    Kernel: `HYPR_KERNEL` if set; else the newest HYPR kernel set-up built into
+    the cache (kernel_build/build.sh). Initramfs: `HYPR_INITRAMFS` if set; else
+    the one set-up built from guest_agent/.
+    """
+    cache = cache_dir()
+    if env := os.environ.get("HYPR_KERNEL"):
+        kernel, kind, kreason = Path(env), "custom", "HYPR_KERNEL is set"
+    else:
+        built = sorted(cache.glob("kernel/*/vmlinux"), key=lambda p: p.stat().st_mtime)
+        if not built:
+            raise Unavailable(
+                f"no guest kernel in {cache / 'kernel'}; run the set-up command from the README "
+                "(it builds one with kernel_build/build.sh)"
+            )
+        kernel, kind = built[-1], "hypr"
+        kreason = f"HYPR kernel built by kernel_build/build.sh ({kernel.parent.name})"
+    if not kernel.is_file():
+        raise Unavailable(f"guest kernel {kernel} does not exist")
+    if env := os.environ.get("HYPR_INITRAMFS"):
+        initramfs, ireason = Path(env), "HYPR_INITRAMFS is set"
+    else:
+        initramfs, ireason = cache / "guest" / "initramfs.cpio", "kestrel initramfs built by set-up"
+    if not initramfs.is_file():
+        raise Unavailable(f"no kestrel initramfs at {initramfs}; run the set-up command from the README")
+    return GuestArtifacts(kernel, kind, kreason, initramfs, ireason)

@@ -1,0 +1,628 @@
+"""VM service: create, start, stop, remove, list, logs, exec.
+
+The engine prepares a VM's directory (launch description, per-VM initrd with
+its boot configuration, writable-layer disk) and hands it to a supervisor,
+which owns the VM from then on. This service never holds a VM's resources
+itself: it can die at any moment and a new engine picks up from the database,
+the VM directory and /proc (`_reconcile`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from hypr_engine.agent import codec
+from hypr_engine.agent.client import AgentClient, ExecSession
+from hypr_engine.errors import (
+    AlreadyExists,
+    Conflict,
+    HyprError,
+    InvalidArgument,
+    NotFound,
+    Timeout,
+    Unavailable,
+)
+from hypr_engine.images import ImageService
+from hypr_engine.logfile import LogRecord, parse_line, tail_offset
+from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
+from hypr_engine.paths import Layout
+from hypr_engine.proc import ProcessRef
+from hypr_engine.state.db import Database
+from hypr_engine.state.machine import ACTIVE_STATES, VmState, guarded_update_sql
+from hypr_engine.vmm import probe
+from hypr_engine.vmm.bootcfg import BootConfig, write_initrd
+from hypr_engine.vmm.qemu import VmLaunch, build_argv, device_plan
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+SUPERVISOR_READY_TIMEOUT = 15.0
+OP_LOCK_TIMEOUT = 120.0
+UPPER_DISK_BYTES = 8 << 30          # sparse: only what the workload writes takes space
+DEFAULT_STOP_TIMEOUT = 10
+ADJECTIVES = "brave calm eager fancy gentle happy jolly keen lively merry nimble proud quick silly sunny witty".split()
+NOUNS = "albatross badger condor dingo egret falcon gecko heron ibis jackal kestrel lemur marten newt osprey puffin".split()
+
+
+class VmService:
+    def __init__(self, db: Database, layout: Layout, images: ImageService) -> None:
+        self._db = db
+        self._layout = layout
+        self._images = images
+
+    # --- lookup -------------------------------------------------------------------
+
+    async def list(self, *, all: bool = True) -> list[VmInfo]:
+        rows = await self._db.fetchall("SELECT * FROM vms ORDER BY created_at DESC")
+        out = []
+        for row in rows:
+            info = await self._reconcile(self._info(row))
+            if info and (all or info.state in (s.value for s in ACTIVE_STATES)):
+                out.append(info)
+        return out
+
+    async def get(self, ref: str) -> VmInfo:
+        """A VM by exact name, exact id, or unique id prefix."""
+        ref = ref.strip()
+        if not ref:
+            raise InvalidArgument("VM name or id is empty")
+        row = await self._db.fetchone("SELECT * FROM vms WHERE name=? OR id=?", (ref, ref))
+        if row is None and re.fullmatch(r"[0-9a-f]{1,64}", ref):
+            rows = await self._db.fetchall("SELECT * FROM vms WHERE id LIKE ?", (ref + "%",))
+            if len(rows) > 1:
+                raise InvalidArgument(f"VM id prefix {ref!r} is ambiguous ({len(rows)} VMs match)")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no such VM: {ref}")
+        info = await self._reconcile(self._info(row))
+        if info is None:
+            raise NotFound(f"no such VM: {ref}")
+        return info
+
+    def _info(self, row) -> VmInfo:
+        spec = VmSpec.from_json(json.loads(row["spec_json"]))
+        stages = json.loads(row["stages_json"])
+        sup = self._supervisor_file(row["id"])
+        stages.update(sup.get("stages", {}))
+        return VmInfo(
+            id=row["id"], name=row["name"], image=row["image_ref"], image_id=row["image_id"],
+            command=json.loads(row["spec_json"]).get("_argv", []),
+            state=row["state"], exit_code=row["exit_code"], error=row["error"],
+            created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
+            auto_remove=bool(row["auto_remove"]), spec=spec, stages=stages,
+        )
+
+    def _supervisor_file(self, vm_id: str) -> dict:
+        try:
+            return json.loads((self._layout.vm_dir(vm_id) / "supervisor.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _supervisor_alive(self, vm_id: str) -> bool:
+        ref = ProcessRef.from_json(self._supervisor_file(vm_id).get("supervisor"))
+        return bool(ref and ref.alive())
+
+    async def _reconcile(self, info: VmInfo) -> VmInfo | None:
+        """Make the row agree with /proc when its supervisor is gone (crash, kill, reboot)."""
+        if VmState(info.state) not in ACTIVE_STATES or self._supervisor_alive(info.id):
+            return info
+        if not self._try_op_lock(info.id):
+            return info  # someone is starting or stopping it right now
+        try:
+            row = await self._db.fetchone("SELECT * FROM vms WHERE id=?", (info.id,))
+            if row is None:
+                return None
+            info = self._info(row)
+            if VmState(info.state) not in ACTIVE_STATES or self._supervisor_alive(info.id):
+                return info
+            try:
+                exit_info = json.loads((self._layout.vm_dir(info.id) / "exit.json").read_text())
+            except (OSError, ValueError):
+                exit_info = {"exit_code": 255, "error": "the VM's supervisor died without recording an exit",
+                             "finished_at": time.time()}
+            if info.auto_remove and exit_info.get("exit_code") is not None and exit_info.get("error") is None:
+                await self._delete(info.id)
+                return None
+            guard, params = guarded_update_sql(VmState.EXITED)
+            await self._db.execute(
+                f"UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=? WHERE id=? AND {guard}",
+                (exit_info.get("exit_code"), exit_info.get("error"), exit_info.get("finished_at"), info.id, *params),
+            )
+            row = await self._db.fetchone("SELECT * FROM vms WHERE id=?", (info.id,))
+            return self._info(row) if row else None
+        finally:
+            self._release_op_lock(info.id)
+
+    # --- per-VM operation lock (across processes) ------------------------------------
+
+    _held: dict[str, int] = {}
+
+    def _lock_path(self, vm_id: str) -> Path:
+        d = self._layout.data / "locks"
+        d.mkdir(exist_ok=True)
+        return d / f"{vm_id}.lock"
+
+    def _try_op_lock(self, vm_id: str) -> bool:
+        fd = os.open(self._lock_path(vm_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._held[vm_id] = fd
+        return True
+
+    def _release_op_lock(self, vm_id: str) -> None:
+        fd = self._held.pop(vm_id, None)
+        if fd is not None:
+            os.close(fd)
+
+    @asynccontextmanager
+    async def _op(self, vm_id: str) -> AsyncIterator[None]:
+        """One operation at a time per VM, also across HYPR processes."""
+        deadline = time.monotonic() + OP_LOCK_TIMEOUT
+        while not self._try_op_lock(vm_id):
+            if time.monotonic() > deadline:
+                raise Timeout(f"VM {vm_id[:12]} is busy with another operation")
+            await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            self._release_op_lock(vm_id)
+
+    # --- create / start ------------------------------------------------------------------
+
+    async def create(self, spec: VmSpec) -> VmInfo:
+        stages = {"requested": time.time()}
+        image, ref = await self._images.resolve(spec.image)
+        stages["image_resolved"] = time.time()
+        argv = compose_argv(spec, image)
+        name = spec.name or await self._free_name()
+        if not NAME_RE.match(name):
+            raise InvalidArgument(
+                f"invalid VM name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
+            )
+        vm_id = os.urandom(32).hex()
+        spec_json = spec.to_json() | {"_argv": argv}
+        try:
+            await self._db.execute(
+                "INSERT INTO vms (id, name, image_id, image_ref, spec_json, state, created_at, auto_remove, stages_json) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                (vm_id, name, image.id, _familiar(ref), json.dumps(spec_json), VmState.CREATED.value,
+                 time.time(), int(spec.auto_remove), json.dumps(stages)),
+            )
+        except Exception as exc:  # sqlite3.IntegrityError through aiosqlite
+            if "UNIQUE" in str(exc):
+                raise AlreadyExists(f"the name {name!r} is already in use by another VM") from None
+            raise
+        return await self.get(vm_id)
+
+    async def _free_name(self) -> str:
+        for _ in range(100):
+            name = f"{random.choice(ADJECTIVES)}_{random.choice(NOUNS)}"
+            if await self._db.fetchone("SELECT 1 FROM vms WHERE name=?", (name,)) is None:
+                return name
+        return f"vm_{os.urandom(4).hex()}"
+
+    async def start(self, ref: str) -> VmInfo:
+        info = await self.get(ref)
+        async with self._op(info.id):
+            info = await self.get(info.id)
+            if info.state in (VmState.RUNNING.value, VmState.STARTING.value):
+                return info  # Docker: starting a running container is a no-op
+            guard, params = guarded_update_sql(VmState.STARTING)
+            moved = await self._db.execute(
+                f"UPDATE vms SET state='starting', exit_code=NULL, error=NULL, finished_at=NULL WHERE id=? AND {guard}",
+                (info.id, *params),
+            )
+            if not moved:
+                raise Conflict(f"VM {info.name} cannot start from state {info.state}")
+            try:
+                await self._boot(info)
+            except BaseException as exc:
+                message = exc.message if isinstance(exc, HyprError) else f"{type(exc).__name__}: {exc}"
+                await self._db.execute(
+                    "UPDATE vms SET state='exited', exit_code=125, error=?, finished_at=? WHERE id=?",
+                    (message, time.time(), info.id),
+                )
+                if info.auto_remove:
+                    await self._delete(info.id)
+                raise
+        return await self.get(info.id)
+
+    async def _boot(self, info: VmInfo) -> None:
+        spec = info.spec
+        stages = dict(info.stages)
+        image = await self._images.get(info.image_id)
+        rootfs = await self._images.rootfs_for(image)
+        stages["rootfs_ready"] = time.time()
+        artifacts = probe.find_guest_artifacts()
+        accel = probe.probe_accelerator()
+        vm_dir = self._layout.vm_dir(info.id)
+        run_dir = self._layout.vm_runtime_dir(info.id)
+        vm_dir.mkdir(parents=True, exist_ok=True)
+        for stale in ("exit.json", "supervisor.json"):
+            (vm_dir / stale).unlink(missing_ok=True)
+        upper = None if spec.auto_remove else vm_dir / "upper.ext4"
+        if upper is not None and not upper.exists():
+            await _make_ext4(upper, UPPER_DISK_BYTES)
+        config = image.config.get("config") or {}
+        boot = BootConfig(
+            vm_id=info.id,
+            argv=info.command,
+            env=compose_env(spec, config),
+            hostname=spec.hostname or info.id[:12],
+            upper_device="/dev/vdb" if upper is not None else None,
+            workdir=spec.workdir or config.get("WorkingDir") or None,
+            user=spec.user if spec.user is not None else (config.get("User") or None),
+            stop_signal=spec.stop_signal or parse_signal(config.get("StopSignal") or "SIGTERM"),
+            hosts=_hosts_file(spec.hostname or info.id[:12]),
+            attach_wait_ms=30000 if (spec.interactive or spec.tty) else None,
+        )
+        write_initrd(artifacts.initramfs, boot, vm_dir / "initrd")
+        launch = VmLaunch(
+            qemu=probe.find_qemu(),
+            accel=accel.value,
+            kernel=artifacts.kernel,
+            initrd=vm_dir / "initrd",
+            rootfs=rootfs,
+            upper=upper,
+            console_log=vm_dir / "console.log",
+            workload_log=vm_dir / "log",
+            agent_socket=run_dir / "agent.sock",
+            memory_mb=spec.memory_mb,
+            cpus=spec.cpus,
+            tsc_khz=probe.host_tsc_khz(),
+        )
+        plan = device_plan(launch)
+        (vm_dir / "console.log").write_bytes(b"")
+        (vm_dir / "launch.json").write_text(json.dumps({
+            "vm_id": info.id,
+            "argv": build_argv(launch, plan),
+            "agent_socket": str(launch.agent_socket),
+            "control_socket": str(run_dir / "control.sock"),
+            "runtime_dir": str(run_dir),
+            "workload_log": str(launch.workload_log),
+            "console_log": str(launch.console_log),
+            "db": str(self._layout.db),
+            "auto_remove": spec.auto_remove,
+            "accel": accel.value,
+            "devices": [d.purpose for d in plan.devices],
+        }, indent=1))
+        await self._db.execute("UPDATE vms SET stages_json=? WHERE id=?", (json.dumps(stages), info.id))
+        await self._spawn_supervisor(vm_dir)
+
+    async def _spawn_supervisor(self, vm_dir: Path) -> None:
+        read_fd, write_fd = os.pipe()
+        try:
+            with open(vm_dir / "supervisor.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "hypr_engine.supervisor", str(vm_dir), str(write_fd)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    pass_fds=(write_fd,), start_new_session=True,
+                    cwd="/", env=_supervisor_env(),
+                )
+            os.close(write_fd)
+            write_fd = -1
+            await asyncio.to_thread(proc.wait, 10)  # the first fork exits at once
+            line = await asyncio.wait_for(asyncio.to_thread(_read_line, read_fd), SUPERVISOR_READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            raise Timeout("the VM's supervisor did not report within "
+                          f"{SUPERVISOR_READY_TIMEOUT:g} s; see {vm_dir / 'supervisor.log'}") from None
+        finally:
+            os.close(read_fd)
+            if write_fd >= 0:
+                os.close(write_fd)
+        if not line.startswith("ok"):
+            detail = _tail(vm_dir / "supervisor.log", 5)
+            raise Unavailable(line.removeprefix("error ").strip() or "the VM's supervisor failed to start",
+                              detail=detail)
+
+    # --- stop / remove ----------------------------------------------------------------------
+
+    async def stop(self, ref: str, *, timeout: int | None = None, sig: int | None = None) -> VmInfo:
+        info = await self.get(ref)
+        if timeout is not None and timeout < 0:
+            raise InvalidArgument("stop timeout must not be negative")
+        async with self._op(info.id):
+            info = await self.get(info.id)
+            if VmState(info.state) not in ACTIVE_STATES:
+                return info  # Docker: stopping a stopped container succeeds
+            grace = timeout if timeout is not None else (info.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
+            guard, params = guarded_update_sql(VmState.STOPPING)
+            await self._db.execute(f"UPDATE vms SET state='stopping' WHERE id=? AND {guard}", (info.id, *params))
+            await self._stop_supervised(info, grace, sig)
+        try:
+            return await self.get(info.id)
+        except NotFound:
+            return info  # --rm removed it
+
+    async def _stop_supervised(self, info: VmInfo, grace: int, sig: int | None) -> None:
+        control = self._layout.vm_runtime_dir(info.id) / "control.sock"
+        try:
+            client = await AgentClient.connect(control, timeout=2)
+        except HyprError:
+            client = None
+        if client is not None:
+            try:
+                await client.stop(sig, grace * 1000)
+                waiter = asyncio.ensure_future(client.wait_exit())
+                await asyncio.wait_for(waiter, grace + 30)
+            except (HyprError, asyncio.TimeoutError):
+                pass
+            finally:
+                await client.close()
+        else:
+            # The supervisor is up but the guest is not answering (or it is already going):
+            # SIGTERM makes the supervisor end the VM.
+            ref = ProcessRef.from_json(self._supervisor_file(info.id).get("supervisor"))
+            if ref and ref.alive():
+                os.kill(ref.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace + 30
+        while self._supervisor_alive(info.id):
+            if time.monotonic() > deadline:
+                raise Timeout(f"VM {info.name} did not stop within {grace + 30} s")
+            await asyncio.sleep(0.05)
+
+    async def remove(self, ref: str, *, force: bool = False) -> str:
+        info = await self.get(ref)
+        async with self._op(info.id):
+            try:
+                info = await self.get(info.id)
+            except NotFound:
+                return info.id
+            if VmState(info.state) in ACTIVE_STATES:
+                if not force:
+                    raise Conflict(f"VM {info.name} is {info.state}: stop it first or use rm -f")
+                await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
+                self._kill(info.id)
+            else:
+                await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
+            await self._delete(info.id)
+        return info.id
+
+    def _kill(self, vm_id: str) -> None:
+        """SIGKILL the supervisor; QEMU dies with it (PR_SET_PDEATHSIG). Waits until both are gone."""
+        sup = self._supervisor_file(vm_id)
+        procs = [ProcessRef.from_json(sup.get(k)) for k in ("supervisor", "qemu")]
+        for ref in procs:
+            if ref and ref.alive():
+                try:
+                    os.kill(ref.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        while any(r and r.alive() for r in procs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    async def _delete(self, vm_id: str) -> None:
+        """Remove everything of a VM; safe to repeat and safe on half-created VMs."""
+        shutil.rmtree(self._layout.vm_runtime_dir(vm_id), ignore_errors=True)
+        shutil.rmtree(self._layout.vm_dir(vm_id), ignore_errors=True)
+        await self._db.execute("DELETE FROM vms WHERE id=?", (vm_id,))
+        self._lock_path(vm_id).unlink(missing_ok=True)
+
+    # --- observe -------------------------------------------------------------------------------
+
+    def log_path(self, vm_id: str) -> Path:
+        return self._layout.vm_dir(vm_id) / "log"
+
+    async def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> AsyncIterator[LogRecord]:
+        """The workload's log records; with follow, until the VM has exited and all is read."""
+        info = await self.get(ref)
+        path = self.log_path(info.id)
+        try:
+            f = open(path, "rb")  # kept open: a --rm VM's file may be unlinked while we read
+        except FileNotFoundError:
+            if not follow:
+                return
+            f = await self._wait_for_file(path, info.id)
+            if f is None:
+                return
+        with f:
+            if tail is not None:
+                f.seek(tail_offset(path, tail))
+            pending = b""
+            while True:
+                chunk = f.read(1 << 16)
+                if chunk:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        record = parse_line(line)
+                        if record:
+                            yield record
+                    continue
+                if not follow or not await self._still_active(info.id):
+                    # One last read: the VM may have written its final records as it ended.
+                    rest = pending + f.read()
+                    for line in rest.split(b"\n"):
+                        record = parse_line(line) if line else None
+                        if record:
+                            yield record
+                    return
+                await asyncio.sleep(0.05)
+
+    async def _wait_for_file(self, path: Path, vm_id: str):
+        while True:
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                if not await self._still_active(vm_id):
+                    return None
+                await asyncio.sleep(0.05)
+
+    async def _still_active(self, vm_id: str) -> bool:
+        try:
+            info = await self.get(vm_id)
+        except NotFound:
+            return False
+        return VmState(info.state) in ACTIVE_STATES
+
+    async def wait(self, ref: str) -> int:
+        """Block until the VM exits; its exit code."""
+        info = await self.get(ref)
+        while VmState(info.state) in ACTIVE_STATES:
+            await asyncio.sleep(0.1)
+            try:
+                info = await self.get(info.id)
+            except NotFound:
+                raise NotFound(f"VM {info.name} was removed before it reported an exit code") from None
+        return info.exit_code if info.exit_code is not None else 255
+
+    async def agent(self, ref: str, *, timeout: float = 60.0) -> tuple[VmInfo, AgentClient]:
+        info = await self.get(ref)
+        if VmState(info.state) not in (VmState.RUNNING, VmState.STARTING):
+            raise Conflict(f"VM {info.name} is not running")
+        control = self._layout.vm_runtime_dir(info.id) / "control.sock"
+        return info, await AgentClient.connect(control, timeout=timeout)
+
+    async def exec(self, ref: str, options: ExecOptions) -> tuple[AgentClient, ExecSession]:
+        """Start a process in a running VM; the caller closes the returned client."""
+        if not options.argv:
+            raise InvalidArgument("exec needs a command")
+        info, client = await self.agent(ref)
+        try:
+            image = await self._images.get(info.image_id)
+            env = compose_env(info.spec, image.config.get("config") or {}, extra=options.env)
+            session = await client.exec(codec.ExecRequest(
+                argv=options.argv, env=env, workdir=options.workdir or info.spec.workdir,
+                user=options.user, tty=options.tty, rows=options.rows, cols=options.cols,
+                stdin=options.interactive,
+            ))
+        except BaseException:
+            await client.close()
+            raise
+        return client, session
+
+    async def attach_main(self, ref: str, rows: int, cols: int) -> tuple[AgentClient, ExecSession]:
+        """Start an attached (-i/-t) VM's workload as the main session."""
+        info, client = await self.agent(ref)
+        try:
+            image = await self._images.get(info.image_id)
+            config = image.config.get("config") or {}
+            session = await client.exec(codec.ExecRequest(
+                argv=info.command, env=compose_env(info.spec, config),
+                workdir=info.spec.workdir or config.get("WorkingDir") or None,
+                user=info.spec.user if info.spec.user is not None else (config.get("User") or None),
+                tty=info.spec.tty, rows=rows, cols=cols, stdin=info.spec.interactive, main=True,
+            ))
+        except BaseException:
+            await client.close()
+            raise
+        return client, session
+
+
+# --- composition rules (Docker's) ----------------------------------------------------------
+
+def compose_argv(spec: VmSpec, image: ImageInfo) -> list[str]:
+    """ENTRYPOINT + CMD as Docker composes them: --entrypoint drops the image's CMD."""
+    config = image.config.get("config") or {}
+    if spec.entrypoint is not None:
+        entrypoint = spec.entrypoint
+        cmd = spec.command or []
+    else:
+        entrypoint = config.get("Entrypoint") or []
+        cmd = spec.command if spec.command else (config.get("Cmd") or [])
+    argv = list(entrypoint) + list(cmd)
+    if not argv:
+        raise InvalidArgument("no command specified: the image has no ENTRYPOINT or CMD; give one after the image")
+    return argv
+
+
+def compose_env(spec: VmSpec, image_config: dict, extra: list[str] = ()) -> list[str]:
+    """Image ENV, then `run -e`, then (for exec) `exec -e`; later wins."""
+    env: dict[str, str] = {}
+    for item in image_config.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    for item in [*spec.env, *extra]:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env.setdefault("HOSTNAME", spec.hostname or "")
+    if spec.tty:
+        env.setdefault("TERM", "xterm")
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def parse_signal(value: str | int) -> int:
+    if isinstance(value, int) or str(value).isdigit():
+        number = int(value)
+        if not 1 <= number < signal.NSIG:
+            raise InvalidArgument(f"invalid signal number {number}")
+        return number
+    name = str(value).upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise InvalidArgument(f"invalid signal: {value}") from None
+
+
+async def _make_ext4(path: Path, size: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.truncate(size)
+    proc = await asyncio.create_subprocess_exec(
+        "mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", "-m", "0", str(tmp),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise Unavailable(f"mkfs.ext4 failed: {out.decode(errors='replace').strip()}")
+    tmp.replace(path)
+
+
+def _hosts_file(hostname: str) -> str:
+    return (
+        "127.0.0.1\tlocalhost\n"
+        "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"127.0.1.1\t{hostname}\n"
+    )
+
+
+def _familiar(ref: str) -> str:
+    if ref.startswith("sha256:"):
+        return ref
+    from hypr_engine.oci.reference import parse_reference
+
+    return parse_reference(ref).familiar()
+
+
+def _read_line(fd: int) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 256)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _supervisor_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The supervisor imports hypr_engine from wherever this engine did.
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env

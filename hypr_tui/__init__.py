@@ -1,0 +1,1 @@
+"""HYPR's front ends: the `hypr` subcommands (cli.py) and the `hypr-tui` dashboard."""

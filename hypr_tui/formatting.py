@@ -1,0 +1,171 @@
+"""Text output of the CLI: Docker-style tables, durations, sizes, log records."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import sys
+import time
+from typing import Any
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(str(cell)))
+    lines = []
+    for row in [headers, *rows]:
+        cells = [str(c).ljust(widths[i]) for i, c in enumerate(row)]
+        lines.append("   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def ago(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return ""
+    return f"{human_duration((now or time.time()) - ts)} ago"
+
+
+def human_duration(seconds: float) -> str:
+    s = int(max(0, seconds))
+    if s < 1:
+        return "Less than a second"
+    if s < 60:
+        return f"{s} second{'s' * (s != 1)}"
+    m = s // 60
+    if m < 60:
+        return f"{m} minute{'s' * (m != 1)}"
+    h = m // 60
+    if h < 48:
+        return f"{h} hour{'s' * (h != 1)}"
+    d = h // 24
+    return f"{d} days"
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000
+    return f"{n}"
+
+
+def vm_status(vm) -> str:
+    if vm.state == "running":
+        return f"Up {human_duration(time.time() - (vm.started_at or vm.created_at))}"
+    if vm.state == "exited":
+        return f"Exited ({vm.exit_code}) {ago(vm.finished_at)}"
+    return vm.state.capitalize()
+
+
+def _command(argv: list[str]) -> str:
+    text = " ".join(argv)
+    return f'"{text[:20]}…"' if len(text) > 20 else f'"{text}"'
+
+
+def vm_row(vm) -> list[str]:
+    return [vm.short_id, vm.image, _command(vm.command), ago(vm.created_at), vm_status(vm), vm.name]
+
+
+def vm_row_json(vm) -> dict[str, Any]:
+    return {
+        "ID": vm.short_id, "Image": vm.image, "Command": " ".join(vm.command), "CreatedAt": iso(vm.created_at),
+        "State": vm.state, "Status": vm_status(vm), "Names": vm.name, "ExitCode": vm.exit_code,
+    }
+
+
+def vm_inspect(vm) -> dict[str, Any]:
+    base = vm.stages.get("requested", vm.created_at)
+    return {
+        "Id": vm.id,
+        "Name": vm.name,
+        "Created": iso(vm.created_at),
+        "Image": vm.image_id,
+        "ImageRef": vm.image,
+        "Path": vm.command[0] if vm.command else "",
+        "Args": vm.command[1:],
+        "State": {
+            "Status": vm.state,
+            "Running": vm.state == "running",
+            "ExitCode": vm.exit_code,
+            "Error": vm.error or "",
+            "StartedAt": iso(vm.started_at),
+            "FinishedAt": iso(vm.finished_at),
+        },
+        "Config": {
+            "Env": vm.spec.env, "WorkingDir": vm.spec.workdir or "", "User": vm.spec.user or "",
+            "Hostname": vm.spec.hostname or vm.id[:12], "Cpus": vm.spec.cpus, "MemoryMB": vm.spec.memory_mb,
+            "AutoRemove": vm.auto_remove,
+        },
+        # seconds from the request to each boot stage
+        "BootStages": {k: round(v - base, 4) for k, v in sorted(vm.stages.items(), key=lambda kv: kv[1])},
+    }
+
+
+def iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def image_rows(img) -> list[list[str]]:
+    created = ""
+    if img.created:
+        try:
+            created = ago(dt.datetime.fromisoformat(img.created.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            created = img.created
+    out = []
+    for tag in img.tags or ["<none>:<none>"]:
+        repo, _, t = tag.rpartition(":")
+        if "/" in t:  # a registry port, not a tag
+            repo, t = tag, "<none>"
+        out.append([repo, t, img.short_id, created, human_size(img.size)])
+    return out
+
+
+def image_row_json(img) -> dict[str, Any]:
+    return {"ID": img.short_id, "Digest": img.id, "Tags": img.tags, "Size": img.size, "CreatedAt": img.created}
+
+
+def system_info_text(info: dict[str, Any]) -> str:
+    lines = [
+        f"HYPR version:   {info['version']}",
+        f"Engine:         {info['mode']}",
+        f"Data dir:       {info['data_dir']}",
+        f"Runtime dir:    {info['runtime_dir']}",
+        f"Accelerator:    {info['accelerator']['name']} ({info['accelerator']['reason']})",
+    ]
+    k = info.get("kernel", {})
+    if "error" in k:
+        lines.append(f"Kernel:         unavailable: {k['error']}")
+    else:
+        lines.append(f"Kernel:         {k['path']} ({k['reason']})")
+        lines.append(f"Initramfs:      {info['initramfs']['path']} ({info['initramfs']['reason']})")
+    lines.append(f"QEMU:           {info.get('qemu')}")
+    lines.append(f"VMs:            {info['vms']['total']} ({info['vms']['running']} running)")
+    lines.append(f"Images:         {info['images']}")
+    return "\n".join(lines)
+
+
+def write_record(rec, *, timestamps: bool) -> None:
+    out = sys.stdout.buffer if rec.stream == "stdout" else sys.stderr.buffer
+    if timestamps:
+        stamp = dt.datetime.fromtimestamp(rec.time_ns / 1e9, dt.timezone.utc)
+        out.write(stamp.strftime("%Y-%m-%dT%H:%M:%S.%f").encode() + f"{rec.time_ns % 1000:03d}Z ".encode())
+    out.write(rec.payload)
+    if rec.complete:
+        out.write(b"\n")
+    out.flush()
+
+
+def terminal_size() -> tuple[int, int]:
+    size = shutil.get_terminal_size((80, 24))
+    if os.isatty(1):
+        try:
+            size = os.get_terminal_size(1)
+        except OSError:
+            pass
+    return size.lines, size.columns

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything HYPR needs, on Debian 12 or 13.
+# Each step checks first and does nothing when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/hypr"
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# --- 1. Debian packages ---------------------------------------------------------
+packages=(
+  qemu-system-x86        # the VMM
+  squashfs-tools-ng      # tar2sqfs: image layers -> squashfs without root
+  squashfs-tools         # unsquashfs, for checks
+  e2fsprogs              # mkfs.ext4 for the per-VM writable layer
+  busybox-static         # the bundled default image
+  musl-tools             # kestrel is static C against musl
+  make gcc libc6-dev     # building kestrel
+  linux-source           # the guest kernel's source (6.1 on Debian 12, 6.12 on 13)
+  bc bison flex libelf-dev libssl-dev cpio xz-utils   # the kernel build
+  python3 python3-venv python3-dev
+  skopeo umoci           # independent OCI tools the tests compare against
+  tmux                   # terminal tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  case "$p" in \#*) continue ;; esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# --- 2. Python environment --------------------------------------------------------
+stamp=".venv/.hypr-installed"
+want=$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "creating the Python environment in .venv"
+  /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+
+# --- 3. guest kernel (cached outside the repo; about 5 minutes on 2 cores) ---------
+step "guest kernel"
+kernel_build/build.sh
+
+# --- 4. kestrel and its initramfs ----------------------------------------------------
+step "kestrel initramfs"
+make -s -C guest_agent OUT="$cache/guest" all
+
+# --- 5. the bundled default image ------------------------------------------------------
+image="$cache/images/busybox.tar"
+if [ ! -s "$image" ] || [ /bin/busybox -nt "$image" ]; then
+  step "bundled busybox image"
+  mkdir -p "$(dirname "$image")"
+  .venv/bin/python -m hypr_engine.oci.busybox_image "$image"
+fi
+step "ready"
