@@ -125,9 +125,9 @@ class ImageService:
         return await self.get(rows[0]["id"]) if rows else None
 
     async def rootfs_for(self, image: ImageInfo) -> Path:
-        from hypr_engine.oci.content import Descriptor
+        from hypr_engine.oci.descriptor import Descriptor
 
-        layers = [Descriptor(l["digest"], l["media_type"], l["size"]) for l in image.layers]
+        layers = [Descriptor(media_type=l["media_type"], digest=l["digest"], size=l["size"]) for l in image.layers]
         diff_ids = image.config.get("rootfs", {}).get("diff_ids", [])
         return await asyncio.to_thread(self.rootfs.build, layers, diff_ids)
 

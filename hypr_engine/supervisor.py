@@ -54,7 +54,7 @@ def atomic_write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: clients live in a set
 class Client:
     writer: asyncio.StreamWriter
     channels: dict[int, int] = field(default_factory=dict)  # client channel -> global channel
@@ -330,9 +330,11 @@ class Supervisor:
         self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         control_path = Path(self.launch["control_socket"])
         control_path.unlink(missing_ok=True)
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: print(f"supervisor: {ctx.get('message')}: {ctx.get('exception')!r}",
+                                                             file=sys.stderr, flush=True))
         server = await asyncio.start_unix_server(self.serve_client, path=str(control_path))
         os.chmod(control_path, 0o600)
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(None, 10000)))
         try:
@@ -413,6 +415,9 @@ def _tail(path: Path, lines: int) -> str:
 
 
 def main() -> None:
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1` dumps every stack to supervisor.log
     vm_dir = Path(sys.argv[1])
     ready_fd = int(sys.argv[2])
     # Fork once more: the engine reaps our parent at once, and we belong to no HYPR process.

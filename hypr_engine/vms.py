@@ -495,11 +495,14 @@ class VmService:
         info, client = await self.agent(ref)
         try:
             image = await self._images.get(info.image_id)
-            env = compose_env(info.spec, image.config.get("config") or {}, extra=options.env)
+            config = image.config.get("config") or {}
+            # As `docker exec`: the workload's environment, directory and user unless overridden.
             session = await client.exec(codec.ExecRequest(
-                argv=options.argv, env=env, workdir=options.workdir or info.spec.workdir,
-                user=options.user, tty=options.tty, rows=options.rows, cols=options.cols,
-                stdin=options.interactive,
+                argv=options.argv,
+                env=compose_env(info.spec, config, extra=options.env),
+                workdir=options.workdir or info.spec.workdir or config.get("WorkingDir") or None,
+                user=options.user or info.spec.user or config.get("User") or None,
+                tty=options.tty, rows=options.rows, cols=options.cols, stdin=options.interactive,
             ))
         except BaseException:
             await client.close()

@@ -414,12 +414,12 @@ def parse_memory(value: str) -> int:
     text = value.strip().lower()
     units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
     unit = 1
-    if text and text[-1] in units:
-        unit = units[text[-1]]
-        text = text[:-1]
-    elif text.endswith(("kb", "mb", "gb")):
+    if text.endswith(("kb", "mb", "gb")):
         unit = units[text[-2]]
         text = text[:-2]
+    elif text and text[-1] in units:
+        unit = units[text[-1]]
+        text = text[:-1]
     try:
         number = float(text)
     except ValueError:

@@ -1,0 +1,109 @@
+"""Fixtures shared by every test group.
+
+`hypr_home` gives each test its own data and runtime directories and, when the
+test ends, removes every VM it left and fails the test if any process, socket
+or mount of it remains (Firecracker's framework does the same after each test).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HYPR = [sys.executable, "-m", "hypr_tui.cli"]
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hypr"
+BUSYBOX_IMAGE = CACHE / "images" / "busybox.tar"
+
+
+@dataclass
+class HyprHome:
+    data: Path
+    runtime: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, timeout: float = 120, check: bool = False, input: bytes | None = None,
+            **kwargs) -> subprocess.CompletedProcess:
+        """Run the `hypr` CLI as a user would, in this test's data directory."""
+        proc = subprocess.run(
+            [*HYPR, *args], env=self.env, capture_output=True, timeout=timeout, input=input, **kwargs
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"hypr {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout.decode(errors='replace')}"
+                f"\nstderr: {proc.stderr.decode(errors='replace')}"
+            )
+        return proc
+
+    def popen(self, *args: str, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen([*HYPR, *args], env=self.env, **kwargs)
+
+    def out(self, *args: str, timeout: float = 120) -> str:
+        return self.run(*args, timeout=timeout, check=True).stdout.decode()
+
+
+def _processes_mentioning(*needles: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(n in cmd for n in needles):
+            found.append(f"{pid}: {cmd[:200]}")
+    return found
+
+
+@pytest.fixture
+def hypr_home(tmp_path: Path):
+    data = tmp_path / "data"
+    runtime = Path(f"/tmp/hyprt-{uuid.uuid4().hex[:8]}")
+    env = dict(os.environ)
+    env.update(HYPR_DATA_DIR=str(data), HYPR_RUNTIME_DIR=str(runtime), PYTHONPATH=str(ROOT))
+    env.pop("HYPR_ACCEL", None)
+    home = HyprHome(data, runtime, env)
+    yield home
+    # Teardown: remove what the test left, then insist nothing of it remains.
+    if data.exists():
+        ids = home.run("ps", "-aq", timeout=60).stdout.decode().split()
+        if ids:
+            home.run("rm", "-f", *ids, timeout=60)
+    deadline = time.monotonic() + 10
+    leaked = _processes_mentioning(str(data), str(runtime))
+    while leaked and time.monotonic() < deadline:
+        time.sleep(0.1)
+        leaked = _processes_mentioning(str(data), str(runtime))
+    sockets = [str(p) for p in runtime.rglob("*") if p.is_socket()] if runtime.exists() else []
+    with open("/proc/mounts") as f:
+        mounts = [line for line in f if str(data) in line or str(runtime) in line]
+    for line in leaked:  # do not let one test's leak poison the next
+        try:
+            os.kill(int(line.split(":")[0]), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    shutil.rmtree(runtime, ignore_errors=True)
+    assert not leaked, f"processes left behind: {leaked}"
+    assert not sockets, f"sockets left behind: {sockets}"
+    assert not mounts, f"mounts left behind: {mounts}"
+
+
+@pytest.fixture
+def busybox(hypr_home: HyprHome) -> str:
+    """The bundled busybox image, loaded into this test's data directory."""
+    if not BUSYBOX_IMAGE.exists():
+        pytest.fail(f"{BUSYBOX_IMAGE} is missing: run ./dev setup")
+    hypr_home.run("load", "-i", str(BUSYBOX_IMAGE), check=True)
+    return "hypr/busybox"
