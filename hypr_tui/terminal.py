@@ -18,7 +18,7 @@ async def pump_session(session, *, interactive: bool, tty: bool) -> int:
     stdin_task = None
     try:
         if raw:
-            tty_mod.setraw(0)
+            tty_mod.setraw(0, termios.TCSANOW)  # keep typeahead: TCSAFLUSH would drop it
         if tty and os.isatty(1):
             def on_winch() -> None:
                 size = os.get_terminal_size(1)
