@@ -174,7 +174,7 @@ class Supervisor:
                     return
                 await asyncio.sleep(0.01)
         self.guest_writer = writer
-        writer.write(SYNC + codec.frame(Msg.HELLO, 0, codec.hello_payload()))
+        greeter = asyncio.ensure_future(self.greet_guest(writer))
         decoder = FrameDecoder(GUEST_TYPES, hunting=True)
         try:
             while data := await reader.read(65536):
@@ -183,8 +183,19 @@ class Supervisor:
         except (ProtocolError, ConnectionError) as exc:
             print(f"supervisor: agent channel broken: {exc}", file=sys.stderr)
         finally:
+            greeter.cancel()
             self.guest_writer = None
             writer.close()
+
+    async def greet_guest(self, writer: asyncio.StreamWriter) -> None:
+        """SYNC + HELLO, again every 1.5 s until HELLO_OK (PROTOCOL.md: a stale partial
+        frame of an earlier connection can swallow the first greeting)."""
+        while not self.hello_event.is_set() and not writer.is_closing():
+            writer.write(SYNC + codec.frame(Msg.HELLO, 0, codec.hello_payload()))
+            try:
+                await asyncio.wait_for(self.hello_event.wait(), 1.5)
+            except asyncio.TimeoutError:
+                continue
 
     def send_guest(self, data: bytes) -> bool:
         if self.guest_writer is None or self.guest_writer.is_closing():
