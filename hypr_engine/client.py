@@ -70,6 +70,15 @@ class HyprClient:
     async def remove_vm(self, ref: str, *, force: bool = False) -> str:
         return await self._engine.vms.remove(ref, force=force)
 
+    async def restart_vm(self, ref: str, *, timeout: int | None = None) -> VmInfo:
+        return await self._engine.vms.restart(ref, timeout=timeout)
+
+    async def kill_vm(self, ref: str, sig: int) -> VmInfo:
+        return await self._engine.vms.kill(ref, sig)
+
+    async def rename_vm(self, ref: str, new_name: str) -> VmInfo:
+        return await self._engine.vms.rename(ref, new_name)
+
     def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> AsyncIterator[LogRecord]:
         return self._engine.vms.logs(ref, follow=follow, tail=tail)
 
@@ -88,6 +97,9 @@ class HyprClient:
             return await agent.ps()
         finally:
             await agent.close()
+
+    async def stats(self, refs: list[str]) -> list[dict]:
+        return await self._engine.vms.stats(refs)
 
     async def system_info(self) -> dict:
         return await self._engine.system_info()

@@ -28,6 +28,8 @@ class VmSpec:
     tty: bool = False                      # allocate a terminal (-t)
     stop_signal: int | None = None
     stop_timeout: int | None = None
+    restart: str = "no"                    # no | on-failure[:N] | always | unless-stopped
+    labels: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +56,7 @@ class VmInfo:
     auto_remove: bool
     spec: VmSpec
     stages: dict[str, float] = field(default_factory=dict)
+    restart_count: int = 0
 
     @property
     def short_id(self) -> str:

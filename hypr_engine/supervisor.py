@@ -80,7 +80,10 @@ class Supervisor:
         self.exited = asyncio.Event()
         self.exit_info: dict = {}
         self.stop_requested = False
+        self.stop_event = asyncio.Event()
         self.killed_by_us = False
+        self.restarts = 0
+        self.backoff = 0.1
         self.qemu: subprocess.Popen | None = None
         self.stages: dict[str, float] = {}
         self.own_channels: set[int] = set()
@@ -244,6 +247,31 @@ class Supervisor:
         self.next_channel = (self.next_channel + 1) & 0xFFFFFFFF
         return channel
 
+    # --- restart policy -----------------------------------------------------------
+
+    def restart_delay(self, code: int, ran_for: float) -> float | None:
+        """Seconds to wait before booting again, or None to stay exited.
+
+        Docker's rules: `no`; `on-failure[:N]` restarts on a non-zero exit, at most N
+        times (0: no limit); `always` and `unless-stopped` restart whatever the code.
+        None of them restarts a VM the user stopped. Backoff doubles from 0.1 s up to
+        60 s and starts over after a run of 10 s or more.
+        """
+        policy = self.launch.get("restart") or {}
+        name = policy.get("policy", "no")
+        if self.stop_requested or name == "no":
+            return None
+        if name == "on-failure":
+            limit = int(policy.get("max", 0))
+            if code == 0 or (limit and self.restarts >= limit):
+                return None
+        elif name not in ("always", "unless-stopped"):
+            return None
+        if ran_for >= 10:
+            self.backoff = 0.1
+        delay, self.backoff = self.backoff, min(self.backoff * 2, 60.0)
+        return delay
+
     # --- stop -----------------------------------------------------------------
 
     async def stop(self, sig: int | None, grace_ms: int) -> None:
@@ -254,6 +282,9 @@ class Supervisor:
         if self.stop_requested:
             return
         self.stop_requested = True
+        self.stop_event.set()
+        if self.qemu is None or self.qemu.poll() is not None:
+            return  # between two boots: the restart loop sees the request
         if not (self.hello and self.own_request(Msg.SHUTDOWN, codec.shutdown_payload(sig, grace_ms))):
             self.kill_qemu()
             return
@@ -297,6 +328,16 @@ class Supervisor:
             grace = f.uint(codec.ShutdownTag.GRACE_MS, 4, 10000) or 0
             client.send(codec.frame(Msg.OK, fr.channel))
             asyncio.ensure_future(self.stop(sig, grace))
+        elif fr.type == Msg.KILL and self.is_final_signal(fr.payload):
+            # `hypr kill` with SIGKILL or the stop signal counts as the user stopping
+            # the VM: no restart policy brings it back (as Docker).
+            self.stop_requested = True
+            self.stop_event.set()
+            if self.hello is None or self.guest_writer is None:
+                self.kill_qemu()
+                client.send(codec.frame(Msg.OK, fr.channel))
+            else:
+                await self.forward_request(client, fr)
         elif fr.type in REQUEST_TYPES:
             if fr.channel == 0 or fr.channel in client.channels:
                 self.reply_error(client, fr.channel, codec.ErrorCode.BAD_REQUEST, "channel 0 or already in use")
@@ -304,10 +345,7 @@ class Supervisor:
             if self.hello is None or self.guest_writer is None:
                 self.reply_error(client, fr.channel, codec.ErrorCode.BAD_REQUEST, "the VM's agent is not connected")
                 return
-            global_channel = self.allocate_channel()
-            self.routes[global_channel] = (client, fr.channel)
-            client.channels[fr.channel] = global_channel
-            self.send_guest(codec.encode_frame(Frame(fr.type, global_channel, fr.payload, fr.flags)))
+            await self.forward_request(client, fr)
         elif fr.type in SESSION_TYPES:
             global_channel = client.channels.get(fr.channel)
             if global_channel is None:
@@ -315,6 +353,19 @@ class Supervisor:
                     self.reply_error(client, fr.channel, codec.ErrorCode.NO_SUCH_SESSION, "no such session")
                 return
             self.send_guest(codec.encode_frame(Frame(fr.type, global_channel, fr.payload, fr.flags)))
+
+    async def forward_request(self, client: Client, fr: Frame) -> None:
+        global_channel = self.allocate_channel()
+        self.routes[global_channel] = (client, fr.channel)
+        client.channels[fr.channel] = global_channel
+        self.send_guest(codec.encode_frame(Frame(fr.type, global_channel, fr.payload, fr.flags)))
+
+    def is_final_signal(self, payload: bytes) -> bool:
+        try:
+            sig = codec.parse_u32(payload, "KILL")
+        except ProtocolError:
+            return False
+        return sig in (signal.SIGKILL, int(self.launch.get("stop_signal", signal.SIGTERM)))
 
     async def answer_hello(self, client: Client) -> None:
         waiter = asyncio.ensure_future(self.hello_event.wait())
@@ -348,23 +399,48 @@ class Supervisor:
         os.chmod(control_path, 0o600)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(None, 10000)))
-        try:
-            self.spawn_qemu()
-        except OSError as exc:
-            os.write(ready_fd, f"error cannot start QEMU: {exc}\n".encode())
-            os.close(ready_fd)
-            server.close()
-            control_path.unlink(missing_ok=True)
-            self.finish(125, f"cannot start QEMU: {exc}", None)
-            return
-        assert self.qemu is not None
-        os.write(ready_fd, f"ok {self.qemu.pid}\n".encode())
-        os.close(ready_fd)
-        guest = asyncio.ensure_future(self.connect_guest())
-        status = await self.watch_qemu()
+        ready: int | None = ready_fd
+        while True:
+            try:
+                self.spawn_qemu()
+            except OSError as exc:
+                if ready is not None:
+                    os.write(ready, f"error cannot start QEMU: {exc}\n".encode())
+                    os.close(ready)
+                code, error, status = 125, f"cannot start QEMU: {exc}", None
+                break
+            assert self.qemu is not None
+            if ready is not None:
+                os.write(ready, f"ok {self.qemu.pid}\n".encode())
+                os.close(ready)
+                ready = None
+            booted_at = time.monotonic()
+            guest = asyncio.ensure_future(self.connect_guest())
+            status = await self.watch_qemu()
+            guest.cancel()
+            self.hello, self.guest_writer = None, None
+            self.hello_event.clear()
+            code, error = self.exit_code(status)
+            delay = self.restart_delay(code, time.monotonic() - booted_at)
+            if delay is None:
+                break
+            # Restart policy: record this run's end, wait the backoff, boot again.
+            self.restarts += 1
+            self.db_execute(
+                "UPDATE vms SET state='restarting', exit_code=?, error=?, restart_count=? WHERE id=? "
+                "AND state IN ('starting','running')",
+                (code, error, self.restarts, self.vm_id),
+            )
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), delay)
+                break  # stopped while waiting to restart
+            except asyncio.TimeoutError:
+                pass
+            self.killed_by_us = False
+            self.db_execute(
+                "UPDATE vms SET state='starting' WHERE id=? AND state='restarting'", (self.vm_id,)
+            )
         self.exited.set()
-        guest.cancel()
-        code, error = self.exit_code(status)
         self.finish(code, error, status)
         for client in list(self.clients):
             if client.waiting_exit:
@@ -401,12 +477,13 @@ class Supervisor:
             "finished_at": now,
             "qemu_status": qemu_status,
             "stopped_by_user": self.stop_requested,
+            "restarts": self.restarts,
         }
         atomic_write_json(self.vm_dir / "exit.json", self.exit_info)
         self.db_execute(
-            "UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=? "
+            "UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=?, restart_count=? "
             "WHERE id=? AND state IN ('starting','running','stopping','restarting')",
-            (code, error, now, self.vm_id),
+            (code, error, now, self.restarts, self.vm_id),
         )
 
     def remove_vm(self) -> None:

@@ -48,6 +48,7 @@ from hypr_engine.vmm.qemu import VmLaunch, build_argv, device_plan
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 SUPERVISOR_READY_TIMEOUT = 15.0
+BOOT_TIMEOUT = 120.0                # from QEMU's start to the guest agent's hello
 OP_LOCK_TIMEOUT = 120.0
 UPPER_DISK_BYTES = 8 << 30          # sparse: only what the workload writes takes space
 DEFAULT_STOP_TIMEOUT = 10
@@ -101,6 +102,7 @@ class VmService:
             state=row["state"], exit_code=row["exit_code"], error=row["error"],
             created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
             auto_remove=bool(row["auto_remove"]), spec=spec, stages=stages,
+            restart_count=row["restart_count"],
         )
 
     def _supervisor_file(self, vm_id: str) -> dict:
@@ -185,6 +187,9 @@ class VmService:
 
     async def create(self, spec: VmSpec) -> VmInfo:
         stages = {"requested": time.time()}
+        policy, _ = parse_restart(spec.restart)
+        if spec.auto_remove and policy != "no":
+            raise InvalidArgument("conflicting options: --restart and --rm")
         image, ref = await self._images.resolve(spec.image)
         stages["image_resolved"] = time.time()
         argv = compose_argv(spec, image)
@@ -239,7 +244,24 @@ class VmService:
                 if info.auto_remove:
                     await self._delete(info.id)
                 raise
-        return await self.get(info.id)
+        return await self._wait_started(info)
+
+    async def _wait_started(self, info: VmInfo) -> VmInfo:
+        """Return once the guest agent answered (the workload runs) or the VM already ended,
+        so `run -d` followed by `exec` just works, as with Docker."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:
+            try:
+                current = await self.get(info.id)
+            except NotFound:
+                return info  # a --rm VM that already finished
+            if current.state != VmState.STARTING.value:
+                return current
+            if time.monotonic() > deadline:
+                console = _tail(self._layout.vm_dir(info.id) / "console.log", 5)
+                raise Timeout(f"VM {info.name} did not finish booting within {BOOT_TIMEOUT:g} s "
+                              f"(it is left running; `hypr rm -f {info.name}` removes it)", detail=console)
+            await asyncio.sleep(0.02)
 
     async def _boot(self, info: VmInfo) -> None:
         spec = info.spec
@@ -297,6 +319,8 @@ class VmService:
             "console_log": str(launch.console_log),
             "db": str(self._layout.db),
             "auto_remove": spec.auto_remove,
+            "restart": dict(zip(("policy", "max"), parse_restart(spec.restart))),
+            "stop_signal": boot.stop_signal,
             "accel": accel.value,
             "devices": [d.purpose for d in plan.devices],
         }, indent=1))
@@ -392,6 +416,34 @@ class VmService:
             await self._delete(info.id)
         return info.id
 
+    async def restart(self, ref: str, *, timeout: int | None = None) -> VmInfo:
+        info = await self.stop(ref, timeout=timeout)
+        return await self.start(info.id)
+
+    async def kill(self, ref: str, sig: int = signal.SIGKILL) -> VmInfo:
+        """Send a signal to the workload (Docker's `kill`); SIGKILL by default."""
+        info = await self.get(ref)
+        if info.state not in (VmState.RUNNING.value, VmState.STARTING.value):
+            raise Conflict(f"VM {info.name} is not running")
+        _, client = await self.agent(info.id, timeout=30)
+        try:
+            await client.kill(sig)
+        finally:
+            await client.close()
+        return await self.get(info.id)
+
+    async def rename(self, ref: str, new_name: str) -> VmInfo:
+        info = await self.get(ref)
+        if not NAME_RE.match(new_name):
+            raise InvalidArgument(f"invalid VM name {new_name!r}")
+        try:
+            await self._db.execute("UPDATE vms SET name=? WHERE id=?", (new_name, info.id))
+        except Exception as exc:
+            if "UNIQUE" in str(exc):
+                raise AlreadyExists(f"the name {new_name!r} is already in use by another VM") from None
+            raise
+        return await self.get(info.id)
+
     def _kill(self, vm_id: str) -> None:
         """SIGKILL the supervisor; QEMU dies with it (PR_SET_PDEATHSIG). Waits until both are gone."""
         sup = self._supervisor_file(vm_id)
@@ -481,6 +533,42 @@ class VmService:
                 raise NotFound(f"VM {info.name} was removed before it reported an exit code") from None
         return info.exit_code if info.exit_code is not None else 255
 
+    async def stats(self, refs: list[str]) -> list[dict]:
+        """One sample per VM: the guest's view (memory, CPU, disk, network, processes) and the
+        VMM process's (RSS). CPU % is measured over 0.5 s from the guest's own tick counters."""
+        vms = [await self.get(r) for r in refs]
+
+        async def sample(info: VmInfo) -> dict:
+            base = {"id": info.id, "name": info.name}
+            if info.state != VmState.RUNNING.value:
+                return base | {"error": info.state}
+            try:
+                _, client = await self.agent(info.id, timeout=10)
+            except HyprError as exc:
+                return base | {"error": exc.message}
+            try:
+                first = await client.stats()
+                await asyncio.sleep(0.5)
+                second = await client.stats()
+            finally:
+                await client.close()
+            busy = lambda s: s.get("cpu_user", 0) + s.get("cpu_system", 0)  # noqa: E731
+            total = lambda s: busy(s) + s.get("cpu_idle", 0)  # noqa: E731
+            span = total(second) - total(first)
+            cpu = 100.0 * (busy(second) - busy(first)) / span * info.spec.cpus if span > 0 else 0.0
+            qemu = ProcessRef.from_json(self._supervisor_file(info.id).get("qemu"))
+            return base | {
+                "cpu_percent": cpu,
+                "mem_used": (second.get("mem_total_kb", 0) - second.get("mem_available_kb", 0)) * 1024,
+                "mem_limit": second.get("mem_total_kb", 0) * 1024,
+                "net_rx": second.get("net_rx_bytes", 0), "net_tx": second.get("net_tx_bytes", 0),
+                "block_read": second.get("disk_read_bytes", 0), "block_write": second.get("disk_write_bytes", 0),
+                "pids": second.get("procs", 0),
+                "vmm_rss": _rss_bytes(qemu.pid) if qemu and qemu.alive() else 0,
+            }
+
+        return list(await asyncio.gather(*(sample(v) for v in vms)))
+
     async def agent(self, ref: str, *, timeout: float = 60.0) -> tuple[VmInfo, AgentClient]:
         info = await self.get(ref)
         if VmState(info.state) not in (VmState.RUNNING, VmState.STARTING):
@@ -560,6 +648,22 @@ def compose_env(spec: VmSpec, image_config: dict, extra: list[str] = ()) -> list
     return [f"{k}={v}" for k, v in env.items()]
 
 
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+def parse_restart(value: str) -> tuple[str, int]:
+    """`no`, `always`, `unless-stopped`, `on-failure` or `on-failure:N` -> (policy, max retries)."""
+    name, _, count = (value or "no").partition(":")
+    if name not in RESTART_POLICIES:
+        raise InvalidArgument(f"invalid restart policy {value!r}: use no, on-failure[:N], always or unless-stopped")
+    if count:
+        if name != "on-failure":
+            raise InvalidArgument(f"invalid restart policy {value!r}: only on-failure takes a retry count")
+        if not count.isdigit():
+            raise InvalidArgument(f"invalid restart policy {value!r}: the retry count must be a whole number")
+    return name, int(count or 0)
+
+
 def parse_signal(value: str | int) -> int:
     if isinstance(value, int) or str(value).isdigit():
         number = int(value)
@@ -604,6 +708,14 @@ def _familiar(ref: str) -> str:
     from hypr_engine.oci.reference import parse_reference
 
     return parse_reference(ref).familiar()
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _read_line(fd: int) -> str:

@@ -169,3 +169,60 @@ def terminal_size() -> tuple[int, int]:
         except OSError:
             pass
     return size.lines, size.columns
+
+
+def vm_matches(vm, key: str, value: str) -> bool:
+    """Docker's `ps --filter` semantics for name, id, status and label."""
+    if key == "name":
+        return value in vm.name
+    if key == "id":
+        return vm.id.startswith(value)
+    if key == "status":
+        return vm.state == value
+    if key == "label":
+        k, sep, v = value.partition("=")
+        return k in vm.spec.labels and (not sep or vm.spec.labels[k] == v)
+    return False
+
+
+def render_template(template: str, fields: dict[str, Any]) -> str:
+    """The `{{.Field}}` subset of Docker's Go templates; `table ` prefix is accepted and dropped."""
+    import re
+
+    text = template.removeprefix("table ").encode().decode("unicode_escape")
+    return re.sub(r"\{\{\s*\.(\w+)\s*\}\}", lambda m: str(fields.get(m.group(1), "")), text)
+
+
+def parse_time(value: str, flag: str) -> float:
+    """RFC 3339, unix seconds, or a duration ago (`10m`, `2h`, `30s`), as Docker's --since."""
+    from hypr_tui.commands import UsageError
+
+    text = value.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"invalid {flag} {value!r}: use RFC 3339, unix seconds, or a duration such as 10m") from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.timezone.utc)
+    return stamp.timestamp()
+
+
+def stats_row(s: dict[str, Any]) -> list[str]:
+    if s.get("error"):
+        return [s["id"][:12], s["name"], "--", s["error"], "", "", "", "", ""]
+    used = s["mem_used"]
+    limit = s["mem_limit"]
+    return [
+        s["id"][:12], s["name"], f"{s['cpu_percent']:.2f}%",
+        f"{human_size(used)} / {human_size(limit)}", f"{100 * used / limit if limit else 0:.2f}%",
+        f"{human_size(s['net_rx'])} / {human_size(s['net_tx'])}",
+        f"{human_size(s['block_read'])} / {human_size(s['block_write'])}",
+        str(s["pids"]), human_size(s["vmm_rss"]),
+    ]

@@ -46,6 +46,10 @@ MIGRATIONS: list[str] = [
         stages_json   TEXT NOT NULL DEFAULT '{}'
     ) STRICT;
     """,
+    # 2: restart policy bookkeeping
+    """
+    ALTER TABLE vms ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hypr_tui.cli import UsageError, _env_item, parse_cpus, parse_memory
+from hypr_tui.commands import UsageError, _env_item, parse_cpus, parse_memory
 
 
 @pytest.mark.parametrize("text, mib", [("256m", 256), ("1g", 1024), ("1G", 1024), ("524288k", 512),

@@ -1,0 +1,135 @@
+"""The action registry: every user action, defined once.
+
+Each `Action` names its `hypr` subcommand, its arguments and help, the coroutine
+in commands.py that performs it, and how the dashboard offers it (the key on a
+selected VM or image, and whether it asks for confirmation). `cli.build_parser`
+generates the subcommands from this list, and the dashboard generates its key
+bindings and command palette from it, so an action cannot reach one front end
+and not the other (tests/unit/test_actions.py checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(tuple(flags), options)
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str                     # subcommand, e.g. "stop"; grouped ones as "system info"
+    help: str
+    handler: str                  # coroutine name in hypr_tui.commands
+    args: tuple[Arg, ...] = ()
+    target: str | None = None     # "vm" | "image": what the dashboard's selection supplies
+    key: str | None = None        # the dashboard's key for it on a selection
+    destructive: bool = False     # the dashboard asks before doing it
+
+    @property
+    def words(self) -> list[str]:
+        return self.name.split()
+
+
+VM_CREATE_ARGS = (
+    arg("--name", help="a name for the VM"),
+    arg("--rm", action="store_true", help="remove the VM when it exits"),
+    arg("-i", "--interactive", action="store_true", help="keep stdin open"),
+    arg("-t", "--tty", action="store_true", help="allocate a terminal"),
+    arg("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set an environment variable"),
+    arg("--env-file", action="append", default=[], help="read environment variables from a file"),
+    arg("-l", "--label", action="append", default=[], metavar="KEY=VALUE", help="set a label"),
+    arg("-w", "--workdir", help="working directory inside the VM (absolute)"),
+    arg("-u", "--user", help="user: name, uid, name:group or uid:gid"),
+    arg("--entrypoint", help="override the image's ENTRYPOINT ('' clears it)"),
+    arg("--hostname", help="the VM's hostname"),
+    arg("--cpus", default="1", help="virtual CPUs (rounded up to whole CPUs)"),
+    arg("-m", "--memory", default="256m", help="memory, e.g. 512m or 1g"),
+    arg("--restart", default="no", help="no, on-failure[:N], always or unless-stopped"),
+    arg("--stop-signal", help="signal that stops the workload (default: the image's, else SIGTERM)"),
+    arg("--stop-timeout", type=int, help="seconds to wait after the stop signal before killing"),
+    arg("image", metavar="IMAGE"),
+    arg("cmd", nargs="...", metavar="COMMAND", help="command and arguments"),
+)
+
+VMS = arg("vms", nargs="+", metavar="VM")
+
+ACTIONS: tuple[Action, ...] = (
+    Action("run", "create and start a VM from an image", "cmd_run",
+           (arg("-d", "--detach", action="store_true", help="run in the background and print the VM id"),
+            *VM_CREATE_ARGS)),
+    Action("create", "create a VM without starting it", "cmd_create", VM_CREATE_ARGS),
+    Action("start", "start created or exited VMs", "cmd_start", (VMS,), target="vm", key="s"),
+    Action("stop", "stop running VMs gracefully", "cmd_stop",
+           (arg("-t", "--time", type=int, help="seconds to wait before killing"), VMS),
+           target="vm", key="S", destructive=True),
+    Action("restart", "stop, then start VMs", "cmd_restart",
+           (arg("-t", "--time", type=int, help="seconds to wait before killing"), VMS),
+           target="vm", key="r", destructive=True),
+    Action("kill", "send a signal to the workload (default SIGKILL)", "cmd_kill",
+           (arg("-s", "--signal", default="SIGKILL", help="signal name or number"), VMS),
+           target="vm", key="K", destructive=True),
+    Action("rm", "remove VMs", "cmd_rm",
+           (arg("-f", "--force", action="store_true", help="kill and remove running VMs"), VMS),
+           target="vm", key="D", destructive=True),
+    Action("rename", "rename a VM", "cmd_rename", (arg("vm", metavar="VM"), arg("new_name", metavar="NEW_NAME")),
+           target="vm", key="R"),
+    Action("wait", "wait for VMs to exit and print their exit codes", "cmd_wait", (VMS,), target="vm", key="w"),
+    Action("ps", "list VMs", "cmd_ps",
+           (arg("-a", "--all", action="store_true", help="show all VMs (default: running only)"),
+            arg("-q", "--quiet", action="store_true", help="only print VM ids"),
+            arg("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                help="name=, label=KEY[=VALUE], status=, id="),
+            arg("--format", default="table", help="table, json, or a template such as '{{.Names}} {{.Status}}'"))),
+    Action("logs", "print a VM's output", "cmd_logs",
+           (arg("-f", "--follow", action="store_true", help="follow until the VM exits"),
+            arg("-n", "--tail", default="all", help="lines from the end (default: all)"),
+            arg("-t", "--timestamps", action="store_true", help="show timestamps"),
+            arg("--since", help="only lines since a time (RFC 3339, unix seconds, or 10m / 2h ago)"),
+            arg("--until", help="only lines before a time (same forms)"),
+            arg("vm", metavar="VM")),
+           target="vm", key="l"),
+    Action("exec", "run a command in a running VM", "cmd_exec",
+           (arg("-i", "--interactive", action="store_true", help="keep stdin open"),
+            arg("-t", "--tty", action="store_true", help="allocate a terminal"),
+            arg("-e", "--env", action="append", default=[], metavar="KEY=VALUE"),
+            arg("-w", "--workdir"),
+            arg("-u", "--user"),
+            arg("vm", metavar="VM"),
+            arg("cmd", nargs="...", metavar="COMMAND")),
+           target="vm", key="e"),
+    Action("inspect", "details of VMs as JSON", "cmd_inspect", (VMS,), target="vm", key="i"),
+    Action("top", "processes running in a VM", "cmd_top", (arg("vm", metavar="VM"),), target="vm", key="p"),
+    Action("stats", "CPU, memory, disk and network use of VMs", "cmd_stats",
+           (arg("--no-stream", action="store_true", help="print one sample and exit"),
+            arg("-a", "--all", action="store_true", help="all VMs, not only running ones"),
+            arg("vms", nargs="*", metavar="VM")),
+           target="vm", key="m"),
+    Action("load", "load images from a docker-archive, oci-archive or OCI layout", "cmd_load",
+           (arg("-i", "--input", required=True, help="archive file or OCI layout directory"),
+            arg("-q", "--quiet", action="store_true"))),
+    Action("import", "make an image from a root filesystem tarball", "cmd_import",
+           (arg("tarball"), arg("ref", nargs="?", metavar="REPOSITORY[:TAG]"))),
+    Action("images", "list images", "cmd_images",
+           (arg("-q", "--quiet", action="store_true"), arg("--format", choices=["table", "json"], default="table"))),
+    Action("rmi", "remove images", "cmd_rmi",
+           (arg("-f", "--force", action="store_true"), arg("images", nargs="+", metavar="IMAGE")),
+           target="image", key="D", destructive=True),
+    Action("system info", "engine, accelerator, kernel, initramfs, and why", "cmd_system_info",
+           (arg("--format", choices=["table", "json"], default="table"),)),
+)
+
+
+def by_name(name: str) -> Action:
+    for action in ACTIONS:
+        if action.name == name:
+            return action
+    raise KeyError(name)

@@ -1,0 +1,43 @@
+"""The action registry reaches both front ends: every action is a `hypr` subcommand,
+and every action on a selection has a unique dashboard key (the dashboard builds its
+bindings and command palette from the same list)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hypr_tui import commands
+from hypr_tui.actions import ACTIONS
+from hypr_tui.cli import build_parser
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> set[str]:
+    found: set[str] = set()
+    for act in parser._actions:
+        if isinstance(act, argparse._SubParsersAction):
+            for name, sub in act.choices.items():
+                words = prefix + (name,)
+                nested = _subcommands(sub, words)
+                found |= nested or {" ".join(words)}
+    return found
+
+
+def test_every_action_is_a_subcommand_and_nothing_else_is():
+    assert _subcommands(build_parser()) == {a.name for a in ACTIONS}
+
+
+def test_every_action_has_a_handler():
+    for action in ACTIONS:
+        assert callable(getattr(commands, action.handler, None)), action.name
+
+
+def test_actions_on_a_selection_have_unique_dashboard_keys():
+    for target in ("vm", "image"):
+        keys = [a.key for a in ACTIONS if a.target == target]
+        assert all(keys), f"a {target} action without a dashboard key"
+        assert len(keys) == len(set(keys)), f"duplicate {target} keys: {keys}"
+
+
+def test_destructive_actions_are_marked():
+    for name in ("stop", "kill", "rm", "rmi", "restart"):
+        assert next(a for a in ACTIONS if a.name == name).destructive
