@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+import shutil
 
 STDOUT_KINDS = {"o": ("stdout", True), "O": ("stdout", False), "e": ("stderr", True), "E": ("stderr", False)}
 
@@ -112,3 +112,68 @@ def exit_record(path: Path) -> tuple[int | None, str | None]:
         elif word == b"start":
             code, error = None, None  # a later boot of the same VM starts afresh
     return code, error
+
+
+# --- rotation (Docker's json-file `max-size` / `max-file`) ------------------------------
+
+def rotated(path: Path, index: int) -> Path:
+    return path.with_name(f"{path.name}.{index}")
+
+
+def rotate_if_needed(path: Path, max_size: int, max_file: int) -> bool:
+    """Keep `path` under `max_size`: copy it to `.1` (older ones shift up, at most
+    `max_file` files in all, the live one included) and truncate it.
+
+    QEMU appends to the live file (O_APPEND) and cannot reopen it, so this is a
+    copy-then-truncate: a record written between the copy and the truncate (a window
+    of microseconds) is lost. The copy keeps the old offsets, so a follower that was
+    reading the live file continues in `.1` where it was.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return False
+    if size < max_size:
+        return False
+    oldest = max_file - 1
+    if oldest >= 1:
+        rotated(path, oldest).unlink(missing_ok=True)
+        for i in range(oldest - 1, 0, -1):
+            if rotated(path, i).exists():
+                rotated(path, i).rename(rotated(path, i + 1))
+        tmp = rotated(path, 1).with_suffix(".tmp")
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.rename(rotated(path, 1))
+    os.truncate(path, 0)
+    return True
+
+
+def read_plan(path: Path, tail: int | None) -> list[tuple[Path, int]]:
+    """(file, start offset) pairs, oldest first, covering all records or the last `tail` output records."""
+    files = []
+    i = 1
+    while rotated(path, i).exists():
+        files.append(rotated(path, i))
+        i += 1
+    files = list(reversed(files)) + [path]
+    if tail is None:
+        return [(f, 0) for f in files]
+    plan: list[tuple[Path, int]] = []
+    wanted = tail
+    for f in reversed(files):
+        count = count_output_records(f)
+        if count >= wanted:
+            plan.insert(0, (f, tail_offset(f, wanted)))
+            return plan
+        plan.insert(0, (f, 0))
+        wanted -= count
+    return plan
+
+
+def count_output_records(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for line in f if (rec := parse_line(line)) and rec.kind != "x")
+    except FileNotFoundError:
+        return 0

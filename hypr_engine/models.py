@@ -30,6 +30,7 @@ class VmSpec:
     stop_timeout: int | None = None
     restart: str = "no"                    # no | on-failure[:N] | always | unless-stopped
     labels: dict[str, str] = field(default_factory=dict)
+    log_opts: dict[str, Any] = field(default_factory=dict)   # max-size, max-file
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

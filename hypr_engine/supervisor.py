@@ -37,7 +37,7 @@ from pathlib import Path
 from hypr_engine.agent import codec
 from hypr_engine.agent.codec import CLIENT_TYPES, GUEST_TYPES, SYNC, Frame, FrameDecoder, Msg
 from hypr_engine.errors import ProtocolError
-from hypr_engine.logfile import exit_record
+from hypr_engine.logfile import exit_record, rotate_if_needed
 from hypr_engine.proc import ProcessRef
 
 PR_SET_PDEATHSIG = 1
@@ -247,6 +247,15 @@ class Supervisor:
         self.next_channel = (self.next_channel + 1) & 0xFFFFFFFF
         return channel
 
+    async def rotate_logs(self, max_size: int, max_file: int) -> None:
+        path = Path(self.launch["workload_log"])
+        while not self.exited.is_set():
+            try:
+                rotate_if_needed(path, max_size, max_file)
+            except OSError as exc:
+                print(f"supervisor: log rotation failed: {exc}", file=sys.stderr)
+            await asyncio.sleep(0.5)
+
     # --- restart policy -----------------------------------------------------------
 
     def restart_delay(self, code: int, ran_for: float) -> float | None:
@@ -399,6 +408,9 @@ class Supervisor:
         os.chmod(control_path, 0o600)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(None, 10000)))
+        log_opts = self.launch.get("log") or {}
+        if log_opts.get("max-size"):
+            asyncio.ensure_future(self.rotate_logs(log_opts["max-size"], log_opts.get("max-file", 1)))
         ready: int | None = ready_fd
         while True:
             try:

@@ -36,7 +36,7 @@ from hypr_engine.errors import (
     Unavailable,
 )
 from hypr_engine.images import ImageService
-from hypr_engine.logfile import LogRecord, parse_line, tail_offset
+from hypr_engine.logfile import LogRecord, parse_line, read_plan, read_records, rotated
 from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
 from hypr_engine.paths import Layout
 from hypr_engine.proc import ProcessRef
@@ -188,6 +188,7 @@ class VmService:
     async def create(self, spec: VmSpec) -> VmInfo:
         stages = {"requested": time.time()}
         policy, _ = parse_restart(spec.restart)
+        spec.log_opts = parse_log_opts(spec.log_opts)
         if spec.auto_remove and policy != "no":
             raise InvalidArgument("conflicting options: --restart and --rm")
         image, ref = await self._images.resolve(spec.image)
@@ -306,6 +307,7 @@ class VmService:
             memory_mb=spec.memory_mb,
             cpus=spec.cpus,
             tsc_khz=probe.host_tsc_khz(),
+            acpi=artifacts.acpi,
         )
         plan = device_plan(launch)
         (vm_dir / "console.log").write_bytes(b"")
@@ -321,6 +323,7 @@ class VmService:
             "auto_remove": spec.auto_remove,
             "restart": dict(zip(("policy", "max"), parse_restart(spec.restart))),
             "stop_signal": boot.stop_signal,
+            "log": spec.log_opts,
             "accel": accel.value,
             "devices": [d.purpose for d in plan.devices],
         }, indent=1))
@@ -471,9 +474,14 @@ class VmService:
         return self._layout.vm_dir(vm_id) / "log"
 
     async def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> AsyncIterator[LogRecord]:
-        """The workload's log records; with follow, until the VM has exited and all is read."""
+        """The workload's log records, rotated files first; with follow, until the VM has
+        exited and everything is read."""
         info = await self.get(ref)
         path = self.log_path(info.id)
+        plan = read_plan(path, tail)
+        for older, offset in plan[:-1]:
+            for record in _records_in(older, offset):
+                yield record
         try:
             f = open(path, "rb")  # kept open: a --rm VM's file may be unlinked while we read
         except FileNotFoundError:
@@ -483,8 +491,7 @@ class VmService:
             if f is None:
                 return
         with f:
-            if tail is not None:
-                f.seek(tail_offset(path, tail))
+            f.seek(plan[-1][1])
             pending = b""
             while True:
                 chunk = f.read(1 << 16)
@@ -495,6 +502,13 @@ class VmService:
                         record = parse_line(line)
                         if record:
                             yield record
+                    continue
+                if follow and os.fstat(f.fileno()).st_size < f.tell():
+                    # Rotated under us: the rest of what we were reading is in `.1`, at the same offsets.
+                    for record in _records_in(rotated(path, 1), f.tell() - len(pending)):
+                        yield record
+                    pending = b""
+                    f.seek(0)
                     continue
                 if not follow or not await self._still_active(info.id):
                     # One last read: the VM may have written its final records as it ended.
@@ -648,6 +662,41 @@ def compose_env(spec: VmSpec, image_config: dict, extra: list[str] = ()) -> list
     return [f"{k}={v}" for k, v in env.items()]
 
 
+def parse_log_opts(opts: dict) -> dict:
+    """Docker's json-file options: max-size (e.g. 10m) and max-file (count, at least 1)."""
+    out: dict = {}
+    for key, value in opts.items():
+        if key == "max-size":
+            out[key] = parse_size(str(value), "max-size")
+            if out[key] < 4096:
+                raise InvalidArgument(f"invalid log option max-size={value}: at least 4k")
+        elif key == "max-file":
+            if not str(value).isdigit() or int(value) < 1:
+                raise InvalidArgument(f"invalid log option max-file={value}: a whole number, at least 1")
+            out[key] = int(value)
+        else:
+            raise InvalidArgument(f"unknown log option {key!r}: HYPR knows max-size and max-file")
+    if "max-file" in out and "max-size" not in out:
+        raise InvalidArgument("log option max-file needs max-size")
+    return out
+
+
+def parse_size(value: str, what: str) -> int:
+    """`10m`, `1g`, `512k`, `4096` (bytes) -> bytes."""
+    text = value.strip().lower().removesuffix("b")
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    unit = units.get(text[-1:], 1)
+    if text[-1:] in units:
+        text = text[:-1]
+    try:
+        number = float(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid {what} {value!r}: use a number with k, m or g") from None
+    if number < 0:
+        raise InvalidArgument(f"invalid {what} {value!r}: must not be negative")
+    return int(number * unit)
+
+
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 
 
@@ -708,6 +757,11 @@ def _familiar(ref: str) -> str:
     from hypr_engine.oci.reference import parse_reference
 
     return parse_reference(ref).familiar()
+
+
+def _records_in(path: Path, offset: int) -> list[LogRecord]:
+    records, _ = read_records(path, offset)
+    return records
 
 
 def _rss_bytes(pid: int) -> int:

@@ -56,6 +56,7 @@ VM_CREATE_ARGS = (
     arg("--restart", default="no", help="no, on-failure[:N], always or unless-stopped"),
     arg("--stop-signal", help="signal that stops the workload (default: the image's, else SIGTERM)"),
     arg("--stop-timeout", type=int, help="seconds to wait after the stop signal before killing"),
+    arg("--log-opt", action="append", default=[], metavar="KEY=VALUE", help="max-size=10m, max-file=3"),
     arg("image", metavar="IMAGE"),
     arg("cmd", nargs="...", metavar="COMMAND", help="command and arguments"),
 )

@@ -308,14 +308,15 @@ def _spec_from_args(args):
         cpus=parse_cpus(args.cpus), memory_mb=parse_memory(args.memory), auto_remove=args.rm,
         interactive=args.interactive, tty=args.tty, stop_timeout=_timeout(args.stop_timeout),
         stop_signal=parse_signal(args.stop_signal) if args.stop_signal else None,
-        restart=args.restart, labels=dict(_label_item(x) for x in args.label),
+        restart=args.restart, labels=dict(_key_value(x, "label") for x in args.label),
+        log_opts=dict(_key_value(x, "log option") for x in args.log_opt),
     )
 
 
-def _label_item(item: str) -> tuple[str, str]:
+def _key_value(item: str, what: str) -> tuple[str, str]:
     key, _, value = item.partition("=")
     if not key or any(c.isspace() for c in key):
-        raise UsageError(f"invalid label {item!r}: expected KEY=VALUE")
+        raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
     return key, value
 
 

@@ -149,3 +149,27 @@ def test_bad_lifecycle_input(hypr_home, busybox, args, message):
     assert proc.returncode == 125
     assert message in proc.stderr.decode()
     assert hypr_home.out("ps", "-aq").count("\n") == 1
+
+
+def test_logs_rotate_at_max_size(hypr_home, busybox):
+    hypr_home.run("run", "-d", "--name", "chatty", "--log-opt", "max-size=8k", "--log-opt", "max-file=3", busybox,
+                  "sh", "-c", "i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo line-$i; "
+                  "[ $((i % 100)) = 0 ] && sleep 0.2; done; echo finished", check=True)
+    follower = hypr_home.popen("logs", "-f", "chatty", stdout=__import__("subprocess").PIPE)
+    followed, _ = follower.communicate(timeout=180)
+    assert hypr_home.out("wait", "chatty").strip() == "0"
+    vm_dir = next((hypr_home.data / "vms").iterdir())
+    logs = sorted(p.name for p in vm_dir.glob("log*"))
+    assert logs == ["log", "log.1", "log.2"]
+    for name in logs:
+        assert (vm_dir / name).stat().st_size < 8192 + 64 * 1024  # capped (checked twice a second)
+    lines = hypr_home.out("logs", "chatty").splitlines()
+    assert lines[-1] == "finished"
+    assert lines[0] != "line-1"  # the oldest part was dropped
+    numbers = [int(l.split("-")[1]) for l in lines[:-1]]
+    assert numbers == list(range(numbers[0], 3001))  # what is kept has no gap
+    # the follower read across rotations (a record can fall in the copy-truncate window; see logfile.py)
+    followed_lines = followed.decode().splitlines()
+    assert followed_lines[-1] == "finished" and len(followed_lines) >= 2990
+    bad = hypr_home.run("run", "--rm", "--log-opt", "max-bytes=1", busybox, "true")
+    assert bad.returncode == 125 and b"unknown log option" in bad.stderr
