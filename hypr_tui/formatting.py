@@ -97,7 +97,14 @@ def vm_inspect(vm) -> dict[str, Any]:
         "Config": {
             "Env": vm.spec.env, "WorkingDir": vm.spec.workdir or "", "User": vm.spec.user or "",
             "Hostname": vm.spec.hostname or vm.id[:12], "Cpus": vm.spec.cpus, "MemoryMB": vm.spec.memory_mb,
-            "AutoRemove": vm.auto_remove,
+            "AutoRemove": vm.auto_remove, "Labels": vm.spec.labels,
+            "StopSignal": vm.spec.stop_signal, "StopTimeout": vm.spec.stop_timeout,
+        },
+        "RestartCount": vm.restart_count,
+        "HostConfig": {
+            "RestartPolicy": {"Name": vm.spec.restart.partition(":")[0],
+                              "MaximumRetryCount": int(vm.spec.restart.partition(":")[2] or 0)},
+            "LogConfig": {"Type": "hypr-log", "Config": vm.spec.log_opts},
         },
         # seconds from the request to each boot stage
         "BootStages": {k: round(v - base, 4) for k, v in sorted(vm.stages.items(), key=lambda kv: kv[1])},

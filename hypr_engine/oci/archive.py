@@ -269,8 +269,8 @@ def _load_oci_image(
 ) -> LoadedImage | None:
     data = blobs.read(desc, what, MAX_MANIFEST_SIZE)
     raw = _json(data, f"{what} manifest {desc.digest}")
-    config_type = raw.get("config", {}).get("mediaType") if isinstance(raw, dict) and isinstance(raw.get("config"), dict) else None
-    if config_type is not None and config_type not in CONFIG_TYPES:
+    config = raw.get("config") if isinstance(raw, dict) else None
+    if isinstance(config, dict) and config.get("mediaType") not in (None, *CONFIG_TYPES):
         return None  # an OCI artifact (e.g. a signature), not an image
     manifest = parse_manifest(data, what=f"{what} manifest {desc.digest}")
     config_bytes = blobs.read(manifest.config, what, MAX_CONFIG_SIZE)

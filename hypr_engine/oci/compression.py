@@ -11,6 +11,8 @@ import bz2
 import gzip
 import io
 import lzma
+import queue
+import threading
 import zlib
 from typing import BinaryIO, Literal
 
@@ -34,7 +36,7 @@ DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
     lzma.LZMAError,
     zstandard.ZstdError,
     zlib.error,
-    OSError,  # bz2 and zlib report bad data as OSError/zlib.error (a subclass of Exception)
+    OSError,  # bz2 reports bad data as OSError (and gzip.BadGzipFile is one)
 )
 
 
@@ -181,9 +183,6 @@ class PrefetchReader(io.RawIOBase):
     _DEPTH = 4
 
     def __init__(self, stream: BinaryIO, hasher=None) -> None:  # noqa: ANN001 - hashlib object
-        import queue
-        import threading
-
         super().__init__()
         self._queue: queue.Queue = queue.Queue(self._DEPTH)
         self._stop = threading.Event()
@@ -193,8 +192,6 @@ class PrefetchReader(io.RawIOBase):
         self._thread.start()
 
     def _produce(self, stream: BinaryIO, hasher) -> None:  # noqa: ANN001
-        import queue
-
         def put(item: object) -> bool:
             while not self._stop.is_set():
                 try:

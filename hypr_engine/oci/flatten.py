@@ -107,7 +107,7 @@ class _Meta:
             uid=m.uid,
             gid=m.gid,
             mtime=min(max(int(m.mtime), 0), _MAX_MTIME),
-            size=m.size if m.type in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE) else 0,
+            size=m.size if _KINDS.get(m.type) == "reg" else 0,
             linkname=m.linkname,
             devmajor=m.devmajor,
             devminor=m.devminor,
@@ -240,16 +240,23 @@ class _Merger:
 
 
 def _prune_lower(directory: _Node, layer: int) -> None:
-    """Remove everything below `directory` that comes from layers lower than `layer`."""
-    assert directory.children is not None
-    for name in list(directory.children):
-        child = directory.children[name]
-        if child.kind == "dir":
-            _prune_lower(child, layer)
-            if child.layer < layer and not child.children:
-                del directory.children[name]
-        elif child.layer < layer:
-            del directory.children[name]
+    """Remove everything below `directory` that comes from layers lower than `layer`.
+
+    Iterative (children before parents), so a hostile, very deep tree cannot exhaust the stack.
+    """
+    order: list[_Node] = []
+    stack = [directory]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        assert node.children is not None
+        stack.extend(child for child in node.children.values() if child.kind == "dir")
+    for node in reversed(order):
+        assert node.children is not None
+        for name in list(node.children):
+            child = node.children[name]
+            if child.layer < layer and (child.kind != "dir" or not child.children):
+                del node.children[name]
 
 
 def plan_layers(layers: list[LayerInput]) -> MergePlan:
@@ -289,15 +296,16 @@ def _prefetched(raw: BinaryIO, what: str, hasher=None) -> Iterator[BinaryIO]:  #
 # ----------------------------------------------------------------------------- pass 2
 
 
-def _walk_tree(node: _Node, prefix: str) -> Iterator[tuple[str, _Node]]:
-    """(path, node) in sorted preorder: parents always before their children."""
-    assert node.children is not None
-    for name in sorted(node.children):
-        child = node.children[name]
-        path = f"{prefix}{name}"
-        yield path, child
-        if child.kind == "dir":
-            yield from _walk_tree(child, path + "/")
+def _walk_tree(root: _Node) -> Iterator[tuple[str, _Node]]:
+    """(path, node) in sorted preorder: parents always before their children (iterative, any depth)."""
+    assert root.children is not None
+    stack: list[tuple[str, _Node]] = [(name, root.children[name]) for name in sorted(root.children, reverse=True)]
+    while stack:
+        path, node = stack.pop()
+        yield path, node
+        if node.kind == "dir":
+            assert node.children is not None
+            stack.extend((f"{path}/{name}", node.children[name]) for name in sorted(node.children, reverse=True))
 
 
 def _info(path: str, kind: str, meta: _Meta) -> tarfile.TarInfo:
@@ -332,7 +340,7 @@ def write_merged(plan: MergePlan, layers: list[LayerInput], out: BinaryIO) -> No
     with tar_writer(out) as tf:
         if plan.root.meta is not None:
             tf.addfile(_info(".", "dir", plan.root.meta))
-        for path, node in _walk_tree(plan.root, ""):
+        for path, node in _walk_tree(plan.root):
             if node.kind == "dir":
                 # Undeclared directories too: one left empty by a whiteout must not vanish.
                 tf.addfile(_info(path, "dir", node.meta or _IMPLICIT_DIR))

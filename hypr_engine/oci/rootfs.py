@@ -47,8 +47,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from hypr_engine.errors import CorruptData, InvalidArgument, Unavailable
+from hypr_engine.errors import CorruptData, InvalidArgument, Timeout, Unavailable
 from hypr_engine.oci.content import ContentStore
 from hypr_engine.oci.descriptor import Descriptor
 from hypr_engine.oci.digest import chain_id, digest_hex, validate_digest
@@ -81,6 +82,8 @@ class RootfsBuilder:
         level: int | None = None,
         jobs: int | None = None,
         tar2sqfs: str = "tar2sqfs",
+        lock_timeout: float = 1800.0,
+        finish_timeout: float = 600.0,
     ) -> None:
         if compressor not in GUEST_COMPRESSORS:
             raise InvalidArgument(
@@ -95,6 +98,8 @@ class RootfsBuilder:
         self.level = level
         self.jobs = jobs or min(os.cpu_count() or 1, 8)
         self.tar2sqfs = tar2sqfs
+        self.lock_timeout = lock_timeout  # wait for a concurrent build of the same chain
+        self.finish_timeout = finish_timeout  # tar2sqfs's work after the last input byte
         self.conversions = 0  # tar2sqfs runs by this builder (cache misses)
         self.last_stats: BuildStats | None = None
 
@@ -176,11 +181,26 @@ class RootfsBuilder:
             return final
         key = final.name[: -len(ROOTFS_SUFFIX)]
         with open(self._lock_dir / f"{key}.lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent build of the same chain finishes first
+            self._lock(lock, key)  # a concurrent build of the same chain finishes first
             if final.is_file():
                 return final
             self._convert(layers, diff_ids, final)
         return final
+
+    def _lock(self, lock: BinaryIO, key: str) -> None:
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Timeout(
+                        f"another build of rootfs {key[:12]} has been running for over {self.lock_timeout:.0f} s"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _inputs(self, layers: list[Descriptor], diff_ids: list[str]) -> list[LayerInput]:
         inputs = []
@@ -189,7 +209,9 @@ class RootfsBuilder:
             size = path.stat().st_size
             if size != desc.size:
                 raise CorruptData(f"layer {desc.digest} is {size} bytes in the store, the manifest says {desc.size}")
-            inputs.append(LayerInput(open=lambda p=path: open(p, "rb"), name=f"layer {desc.digest}", diff_id=diff_id))
+            inputs.append(
+                LayerInput(open=lambda d=desc.digest: self.store.open(d), name=f"layer {desc.digest}", diff_id=diff_id)
+            )
         return inputs
 
     def command(self, output: Path) -> list[str]:
@@ -201,8 +223,7 @@ class RootfsBuilder:
         return cmd
 
     def _convert(self, layers: list[Descriptor], diff_ids: list[str], final: Path) -> None:
-        exe = shutil.which(self.tar2sqfs)
-        if exe is None:
+        if shutil.which(self.tar2sqfs) is None:
             raise Unavailable(f"{self.tar2sqfs} not found: install squashfs-tools-ng")
         stats = BuildStats()
         inputs = self._inputs(layers, diff_ids)
@@ -233,7 +254,12 @@ class RootfsBuilder:
                     proc.kill()
                     proc.wait()
                     raise
-                rc = proc.wait()
+                try:
+                    rc = proc.wait(timeout=self.finish_timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    raise Timeout(f"tar2sqfs did not finish within {self.finish_timeout:.0f} s of its input") from None
                 if rc != 0:
                     errors.seek(0)
                     lines = [ln for ln in errors.read().decode(errors="replace").splitlines() if ln.strip()]

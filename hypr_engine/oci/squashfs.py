@@ -102,7 +102,8 @@ def list_entries(image: Path, *, with_content: bool = True) -> dict[str, FsEntry
         proc.stdout.close()
         _, err = proc.communicate()
     if proc.returncode != 0:
-        raise CorruptData(f"sqfs2tar {image} failed: {err.decode(errors='replace').strip().splitlines()[-1:]}")
+        lines = err.decode(errors="replace").strip().splitlines()
+        raise CorruptData(f"sqfs2tar {image} failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
     return entries
 
 

