@@ -87,6 +87,7 @@ class Supervisor:
         self.qemu: subprocess.Popen | None = None
         self.stages: dict[str, float] = {}
         self.own_channels: set[int] = set()
+        self.own_callbacks: dict[int, object] = {}
 
     # --- database -------------------------------------------------------------
 
@@ -212,6 +213,8 @@ class Supervisor:
                 self.hello = codec.HelloOk.parse(fr.payload)
                 self.stages.setdefault("agent_hello", time.time())
                 self.write_stages()
+                # The guest's uptime at hello dates the kernel's start on the host's clock.
+                self.own_request(Msg.STATS, b"", on_reply=self.on_boot_stats)
                 self.db_execute(
                     "UPDATE vms SET state='running', started_at=? WHERE id=? AND state='starting'",
                     (time.time(), self.vm_id),
@@ -224,6 +227,9 @@ class Supervisor:
         if fr.channel in self.own_channels:
             if fr.type in FINAL_TYPES:
                 self.own_channels.discard(fr.channel)
+                callback = self.own_callbacks.pop(fr.channel, None)
+                if callback:
+                    callback(fr)
             return
         route = self.routes.get(fr.channel)
         if route is None:
@@ -235,9 +241,20 @@ class Supervisor:
             client.channels.pop(client_channel, None)
         client.send(codec.encode_frame(Frame(fr.type, client_channel, fr.payload, fr.flags)))
 
-    def own_request(self, type_: int, payload: bytes) -> bool:
+    def on_boot_stats(self, fr: Frame) -> None:
+        if fr.type != Msg.STATS_REPLY:
+            return
+        for line in fr.payload.decode("ascii", "replace").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "uptime_ms" and value.isdigit() and "agent_hello" in self.stages:
+                self.stages["kernel_started"] = self.stages["agent_hello"] - int(value) / 1000
+                self.write_stages()
+
+    def own_request(self, type_: int, payload: bytes, on_reply=None) -> bool:
         channel = self.allocate_channel()
         self.own_channels.add(channel)
+        if on_reply:
+            self.own_callbacks[channel] = on_reply
         return self.send_guest(codec.frame(type_, channel, payload))
 
     def allocate_channel(self) -> int:
