@@ -31,6 +31,12 @@ class VmSpec:
     restart: str = "no"                    # no | on-failure[:N] | always | unless-stopped
     labels: dict[str, str] = field(default_factory=dict)
     log_opts: dict[str, Any] = field(default_factory=dict)   # max-size, max-file
+    health_cmd: str | None = None
+    health_interval: str | None = None
+    health_timeout: str | None = None
+    health_retries: int | None = None
+    health_start_period: str | None = None
+    no_healthcheck: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +64,8 @@ class VmInfo:
     spec: VmSpec
     stages: dict[str, float] = field(default_factory=dict)
     restart_count: int = 0
+    health: dict[str, Any] | None = None   # {Status, FailingStreak, Log}; None without a check
+    health_config: dict[str, Any] | None = None   # the check kestrel runs (argv, interval_ms, ...)
 
     @property
     def short_id(self) -> str:

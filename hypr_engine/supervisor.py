@@ -37,7 +37,8 @@ from pathlib import Path
 from hypr_engine.agent import codec
 from hypr_engine.agent.codec import CLIENT_TYPES, GUEST_TYPES, SYNC, Frame, FrameDecoder, Msg
 from hypr_engine.errors import ProtocolError
-from hypr_engine.logfile import exit_record, rotate_if_needed
+from hypr_engine.health import HealthState
+from hypr_engine.logfile import exit_record, parse_line, rotate_if_needed
 from hypr_engine.proc import ProcessRef
 
 PR_SET_PDEATHSIG = 1
@@ -88,6 +89,7 @@ class Supervisor:
         self.stages: dict[str, float] = {}
         self.own_channels: set[int] = set()
         self.own_callbacks: dict[int, object] = {}
+        self.health = HealthState()
 
     # --- database -------------------------------------------------------------
 
@@ -264,14 +266,46 @@ class Supervisor:
         self.next_channel = (self.next_channel + 1) & 0xFFFFFFFF
         return channel
 
-    async def rotate_logs(self, max_size: int, max_file: int) -> None:
+    async def watch_log(self) -> None:
+        """Follow the workload log for lifecycle records (health) and keep it under
+        its size cap. The one reader of the live file's new bytes on the host side
+        that runs as long as the VM does."""
         path = Path(self.launch["workload_log"])
+        opts = self.launch.get("log") or {}
+        offset, pending = 0, b""
         while not self.exited.is_set():
             try:
-                rotate_if_needed(path, max_size, max_file)
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read()
+                offset += len(data)
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if b" x " in line[:24]:  # only lifecycle records matter here
+                        self.on_log_record(line)
+                if opts.get("max-size") and rotate_if_needed(path, opts["max-size"], opts.get("max-file", 1)):
+                    offset, pending = 0, b""
             except OSError as exc:
-                print(f"supervisor: log rotation failed: {exc}", file=sys.stderr)
+                print(f"supervisor: reading the log failed: {exc}", file=sys.stderr)
             await asyncio.sleep(0.5)
+
+    def on_log_record(self, line: bytes) -> None:
+        record = parse_line(line)
+        if record is None or record.kind != "x":
+            return
+        word, _, rest = record.payload.partition(b" ")
+        if word == b"start":
+            self.health.restart()
+        elif word == b"health":
+            status, _, streak = rest.decode("ascii", "replace").partition(" ")
+            self.health.status = status
+            self.health.failing_streak = int(streak) if streak.isdigit() else 0
+        elif word == b"health-check":
+            self.health.add_check(record.time_ns, rest.decode("utf-8", "replace"))
+        else:
+            return
+        atomic_write_json(self.vm_dir / "health.json", self.health.to_json())
 
     # --- restart policy -----------------------------------------------------------
 
@@ -425,9 +459,7 @@ class Supervisor:
         os.chmod(control_path, 0o600)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop(None, 10000)))
-        log_opts = self.launch.get("log") or {}
-        if log_opts.get("max-size"):
-            asyncio.ensure_future(self.rotate_logs(log_opts["max-size"], log_opts.get("max-file", 1)))
+        log_watcher = asyncio.ensure_future(self.watch_log())
         ready: int | None = ready_fd
         while True:
             try:
@@ -470,6 +502,7 @@ class Supervisor:
                 "UPDATE vms SET state='starting' WHERE id=? AND state='restarting'", (self.vm_id,)
             )
         self.exited.set()
+        log_watcher.cancel()
         self.finish(code, error, status)
         for client in list(self.clients):
             if client.waiting_exit:

@@ -10,6 +10,7 @@ the VM directory and /proc (`_reconcile`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fcntl
 import json
 import os
@@ -24,6 +25,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
+from hypr_engine import health
 from hypr_engine.agent import codec
 from hypr_engine.agent.client import AgentClient, ExecSession
 from hypr_engine.errors import (
@@ -92,18 +94,29 @@ class VmService:
         return info
 
     def _info(self, row) -> VmInfo:
-        spec = VmSpec.from_json(json.loads(row["spec_json"]))
+        raw = json.loads(row["spec_json"])
+        spec = VmSpec.from_json(raw)
         stages = json.loads(row["stages_json"])
         sup = self._supervisor_file(row["id"])
         stages.update(sup.get("stages", {}))
         return VmInfo(
             id=row["id"], name=row["name"], image=row["image_ref"], image_id=row["image_id"],
-            command=json.loads(row["spec_json"]).get("_argv", []),
+            command=raw.get("_argv", []),
             state=row["state"], exit_code=row["exit_code"], error=row["error"],
             created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
             auto_remove=bool(row["auto_remove"]), spec=spec, stages=stages,
             restart_count=row["restart_count"],
+            health=self._health_state(row["id"], bool(raw.get("_health")), row["state"]),
+            health_config=raw.get("_health"),
         )
+
+    def _health_state(self, vm_id: str, configured: bool, state: str) -> dict | None:
+        if not configured:
+            return None
+        try:
+            return json.loads((self._layout.vm_dir(vm_id) / "health.json").read_text())
+        except (OSError, ValueError):
+            return {"Status": "starting" if state == VmState.RUNNING.value else "none", "FailingStreak": 0, "Log": []}
 
     def _supervisor_file(self, vm_id: str) -> dict:
         try:
@@ -194,13 +207,18 @@ class VmService:
         image, ref = await self._images.resolve(spec.image)
         stages["image_resolved"] = time.time()
         argv = compose_argv(spec, image)
+        healthcheck = health.merge(
+            health.from_image((image.config.get("config") or {}).get("Healthcheck")),
+            cmd=spec.health_cmd, interval=spec.health_interval, timeout=spec.health_timeout,
+            retries=spec.health_retries, start_period=spec.health_start_period, disabled=spec.no_healthcheck,
+        )
         name = spec.name or await self._free_name()
         if not NAME_RE.match(name):
             raise InvalidArgument(
                 f"invalid VM name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
             )
         vm_id = os.urandom(32).hex()
-        spec_json = spec.to_json() | {"_argv": argv}
+        spec_json = spec.to_json() | {"_argv": argv, "_health": dataclasses.asdict(healthcheck) if healthcheck else None}
         try:
             await self._db.execute(
                 "INSERT INTO vms (id, name, image_id, image_ref, spec_json, state, created_at, auto_remove, stages_json) "
@@ -292,6 +310,7 @@ class VmService:
             stop_signal=spec.stop_signal or parse_signal(config.get("StopSignal") or "SIGTERM"),
             hosts=_hosts_file(spec.hostname or info.id[:12]),
             attach_wait_ms=30000 if (spec.interactive or spec.tty) else None,
+            health=health.HealthConfig(**info.health_config) if info.health_config else None,
         )
         write_initrd(artifacts.initramfs, boot, vm_dir / "initrd")
         launch = VmLaunch(
@@ -311,6 +330,7 @@ class VmService:
         )
         plan = device_plan(launch)
         (vm_dir / "console.log").write_bytes(b"")
+        (vm_dir / "health.json").unlink(missing_ok=True)
         (vm_dir / "launch.json").write_text(json.dumps({
             "vm_id": info.id,
             "argv": build_argv(launch, plan),

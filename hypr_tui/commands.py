@@ -310,6 +310,9 @@ def _spec_from_args(args):
         stop_signal=parse_signal(args.stop_signal) if args.stop_signal else None,
         restart=args.restart, labels=dict(_key_value(x, "label") for x in args.label),
         log_opts=dict(_key_value(x, "log option") for x in args.log_opt),
+        health_cmd=args.health_cmd, health_interval=args.health_interval, health_timeout=args.health_timeout,
+        health_retries=args.health_retries, health_start_period=args.health_start_period,
+        no_healthcheck=args.no_healthcheck,
     )
 
 

@@ -54,7 +54,11 @@ def human_size(n: int) -> str:
 
 def vm_status(vm) -> str:
     if vm.state == "running":
-        return f"Up {human_duration(time.time() - (vm.started_at or vm.created_at))}"
+        up = f"Up {human_duration(time.time() - (vm.started_at or vm.created_at))}"
+        if vm.health:
+            status = vm.health["Status"]
+            up += " (health: starting)" if status == "starting" else f" ({status})"
+        return up
     if vm.state == "exited":
         return f"Exited ({vm.exit_code}) {ago(vm.finished_at)}"
     return vm.state.capitalize()
@@ -71,7 +75,7 @@ def vm_row(vm) -> list[str]:
 
 def vm_row_json(vm) -> dict[str, Any]:
     return {
-        "ID": vm.short_id, "Image": vm.image, "Command": " ".join(vm.command), "CreatedAt": iso(vm.created_at),
+        "ID": vm.short_id, "Image": vm.image, "Health": (vm.health or {}).get("Status", ""), "Command": " ".join(vm.command), "CreatedAt": iso(vm.created_at),
         "State": vm.state, "Status": vm_status(vm), "Names": vm.name, "ExitCode": vm.exit_code,
     }
 
@@ -93,6 +97,7 @@ def vm_inspect(vm) -> dict[str, Any]:
             "Error": vm.error or "",
             "StartedAt": iso(vm.started_at),
             "FinishedAt": iso(vm.finished_at),
+            **({"Health": vm.health} if vm.health else {}),
         },
         "Config": {
             "Env": vm.spec.env, "WorkingDir": vm.spec.workdir or "", "User": vm.spec.user or "",

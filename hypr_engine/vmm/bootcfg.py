@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypr_engine.agent.codec import encode_fields
+from hypr_engine.health import HealthConfig
 
 
 class BootTag(enum.IntEnum):
@@ -29,6 +30,11 @@ class BootTag(enum.IntEnum):
     VM_ID = 11
     ATTACH_WAIT_MS = 12
     TMPFS_SIZE_MB = 13
+    HEALTH_ARGV = 14
+    HEALTH_INTERVAL_MS = 15
+    HEALTH_TIMEOUT_MS = 16
+    HEALTH_RETRIES = 17
+    HEALTH_START_PERIOD_MS = 18
 
 
 @dataclass
@@ -46,6 +52,7 @@ class BootConfig:
     resolv: str = ""
     attach_wait_ms: int | None = None
     tmpfs_size_mb: int | None = None
+    health: "HealthConfig | None" = None
 
     def encode(self) -> bytes:
         f: list[tuple[int, bytes | str | int | None]] = [(BootTag.VM_ID, self.vm_id)]
@@ -68,6 +75,14 @@ class BootConfig:
             f.append((BootTag.ATTACH_WAIT_MS, self.attach_wait_ms))
         if self.tmpfs_size_mb is not None:
             f.append((BootTag.TMPFS_SIZE_MB, self.tmpfs_size_mb))
+        if self.health is not None:
+            f += [(BootTag.HEALTH_ARGV, a) for a in self.health.argv]
+            f += [
+                (BootTag.HEALTH_INTERVAL_MS, self.health.interval_ms),
+                (BootTag.HEALTH_TIMEOUT_MS, self.health.timeout_ms),
+                (BootTag.HEALTH_RETRIES, self.health.retries),
+                (BootTag.HEALTH_START_PERIOD_MS, self.health.start_period_ms),
+            ]
         return encode_fields(f)
 
 
