@@ -73,7 +73,7 @@ class HyprClient:
     async def restart_vm(self, ref: str, *, timeout: int | None = None) -> VmInfo:
         return await self._engine.vms.restart(ref, timeout=timeout)
 
-    async def kill_vm(self, ref: str, sig: int) -> VmInfo:
+    async def kill_vm(self, ref: str, sig: int | str) -> VmInfo:
         return await self._engine.vms.kill(ref, sig)
 
     async def rename_vm(self, ref: str, new_name: str) -> VmInfo:

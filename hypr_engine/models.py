@@ -26,7 +26,7 @@ class VmSpec:
     auto_remove: bool = False
     interactive: bool = False              # keep stdin open (-i)
     tty: bool = False                      # allocate a terminal (-t)
-    stop_signal: int | None = None
+    stop_signal: int | str | None = None   # a name or number; the engine validates it
     stop_timeout: int | None = None
     restart: str = "no"                    # no | on-failure[:N] | always | unless-stopped
     labels: dict[str, str] = field(default_factory=dict)

@@ -201,6 +201,8 @@ class VmService:
     async def create(self, spec: VmSpec) -> VmInfo:
         stages = {"requested": time.time()}
         policy, _ = parse_restart(spec.restart)
+        if spec.stop_signal is not None:
+            spec.stop_signal = parse_signal(spec.stop_signal)
         spec.log_opts = parse_log_opts(spec.log_opts)
         if spec.auto_remove and policy != "no":
             raise InvalidArgument("conflicting options: --restart and --rm")
@@ -443,8 +445,9 @@ class VmService:
         info = await self.stop(ref, timeout=timeout)
         return await self.start(info.id)
 
-    async def kill(self, ref: str, sig: int = signal.SIGKILL) -> VmInfo:
+    async def kill(self, ref: str, sig: int | str = signal.SIGKILL) -> VmInfo:
         """Send a signal to the workload (Docker's `kill`); SIGKILL by default."""
+        sig = parse_signal(sig)
         info = await self.get(ref)
         if info.state not in (VmState.RUNNING.value, VmState.STARTING.value):
             raise Conflict(f"VM {info.name} is not running")

@@ -169,10 +169,7 @@ async def cmd_restart(client, args) -> int:
 
 
 async def cmd_kill(client, args) -> int:
-    from hypr_engine.vms import parse_signal
-
-    sig = parse_signal(args.signal)
-    return await _each(args.vms, lambda ref: client.kill_vm(ref, sig))
+    return await _each(args.vms, lambda ref: client.kill_vm(ref, args.signal))
 
 
 async def cmd_rename(client, args) -> int:
@@ -290,7 +287,6 @@ async def cmd_system_info(client, args) -> int:
 
 def _spec_from_args(args):
     from hypr_engine.models import VmSpec
-    from hypr_engine.vms import parse_signal
 
     env: list[str] = []
     for path in args.env_file:
@@ -307,7 +303,7 @@ def _spec_from_args(args):
         workdir=_abs_path(args.workdir, "--workdir"), user=args.user or None, hostname=args.hostname,
         cpus=parse_cpus(args.cpus), memory_mb=parse_memory(args.memory), auto_remove=args.rm,
         interactive=args.interactive, tty=args.tty, stop_timeout=_timeout(args.stop_timeout),
-        stop_signal=parse_signal(args.stop_signal) if args.stop_signal else None,
+        stop_signal=args.stop_signal,
         restart=args.restart, labels=dict(_key_value(x, "label") for x in args.label),
         log_opts=dict(_key_value(x, "log option") for x in args.log_opt),
         health_cmd=args.health_cmd, health_interval=args.health_interval, health_timeout=args.health_timeout,
