@@ -188,6 +188,7 @@ static void on_hello(const struct frame *f)
 		return;
 	}
 	sessions_new_connection();
+	copies_new_connection();
 	buf_clear(&out);
 	buf_append(&out, SYNC_MARKER, SYNC_LEN);
 	state = A_CONNECTED;
@@ -259,6 +260,8 @@ static void on_request(const struct frame *f)
 		agent_send_error(0, 1, "channel 0 carries HELLO only");
 		return;
 	}
+	if (copy_request(f->type, f->channel, f->payload, f->len))
+		return;   /* STAT, COPY_OUT, COPY_IN, or a message for a copy */
 	struct buf text = { 0 };
 	switch (f->type) {
 	case T_EXEC:   session_exec(f->channel, f->payload, f->len); break;

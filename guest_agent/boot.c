@@ -14,8 +14,11 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "modparam.h"
 
 #define NEWROOT "/mnt/root"
 
@@ -76,6 +79,72 @@ int boot_early(char *why, size_t n)
 	return 0;
 }
 
+/* Read up to n - 1 bytes of a small file, NUL-terminated; the length or -1. */
+static ssize_t read_small(const char *path, char *buf, size_t n)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t len = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + len, n - 1 - len);
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	buf[len] = 0;
+	return (ssize_t)len;
+}
+
+static char mod_failed[512];
+
+const char *boot_module_failures(void)
+{
+	return mod_failed;
+}
+
+static void module_failed(const char *name, const char *reason)
+{
+	size_t len = strlen(mod_failed);
+	dprintf(2, "kestrel: module %s: %s\n", name, reason);
+	snprintf(mod_failed + len, sizeof mod_failed - len, "%s%s (%s)",
+		 len ? ", " : "; modules that failed to load: ", name, reason);
+}
+
+void boot_load_modules(void)
+{
+	static char order[8192], cmdline[4096], params[4096];
+	if (read_small(MODULES_ORDER, order, sizeof order) < 0)
+		return;
+	ssize_t clen = read_small("/proc/cmdline", cmdline, sizeof cmdline);
+	if (clen < 0)
+		clen = 0;
+	for (char *line = order, *next; *line; line = next) {
+		next = line + strcspn(line, "\n");
+		if (*next)
+			*next++ = 0;
+		char name[64], path[128];
+		if (!*line)
+			continue;
+		if (modparam_name_of(line, name, sizeof name) < 0) {
+			module_failed(line, "not NN-name.ko");
+			continue;
+		}
+		if (modparam_from_cmdline(cmdline, (size_t)clen, name, params, sizeof params) < 0)
+			module_failed(name, "parameters too long, some left out");
+		snprintf(path, sizeof path, MODULES_DIR "/%.100s", line);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			module_failed(name, strerror(errno));
+			continue;
+		}
+		if (syscall(SYS_finit_module, fd, params, 0) < 0 && errno != EEXIST)
+			module_failed(name, strerror(errno));
+		close(fd);
+	}
+}
+
 int boot_load_config(struct boot_config *cfg, char *why, size_t n)
 {
 	int fd = open(CONFIG_PATH, O_RDONLY | O_CLOEXEC);
@@ -115,7 +184,10 @@ static int wait_for_device(const char *dev, char *why, size_t n)
 			return 0;
 		sleep_ms(10);
 	}
-	return failf(why, n, "block device %s", dev);
+	failf(why, n, "block device %s", dev);
+	size_t used = strlen(why);
+	snprintf(why + used, n - used, "%s", mod_failed);
+	return -1;
 }
 
 /* Write a whole file in the new root, replacing what the image had there

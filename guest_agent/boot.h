@@ -12,9 +12,22 @@
 
 #define CONFIG_PATH "/hypr/config"
 #define CONFIG_MAX (4u << 20)
+/* The fallback kernel's initramfs adds its modules here, with a file that
+ * lists them in load order (hypr_engine/vmm/fallback.py); the HYPR kernel's
+ * has neither (everything built in). */
+#define MODULES_DIR "/lib/modules/hypr"
+#define MODULES_ORDER MODULES_DIR "/order"
 
 /* devtmpfs on /dev, fds 0-2 open (the console), /proc and /sys. */
 int boot_early(char *why, size_t n);
+/* Load the modules MODULES_ORDER lists, in order, each with its parameters
+ * from /proc/cmdline (as modprobe would pass them).  No order file: nothing
+ * to do.  A module built in (EEXIST) is fine; other failures are remembered
+ * for boot_module_failures() and the console. */
+void boot_load_modules(void);
+/* "" or "; modules that failed to load: name (reason), ...", for the
+ * error about a device that never appeared. */
+const char *boot_module_failures(void);
 /* Read and decode /hypr/config. */
 int boot_load_config(struct boot_config *cfg, char *why, size_t n);
 /* squashfs lower, ext4 or tmpfs upper, overlay at /mnt/root, the mounts and

@@ -9,7 +9,7 @@ enum { ST_HUNT, ST_BOUNDARY, ST_SYNC, ST_FRAME };
 
 int frame_type_from_host(uint8_t type)
 {
-	return type >= T_HELLO && type <= T_PING;
+	return type >= T_HELLO && type <= T_COPY_IN;
 }
 
 void frame_dec_init(struct frame_dec *d, int (*type_known)(uint8_t type))

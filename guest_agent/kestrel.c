@@ -219,6 +219,8 @@ static void run_loop(void)
 		wake_at = INT64_MAX;
 		timers();
 		sessions_tick();
+		health_tick();
+		copies_tick();
 		agent_tick();
 		log_push();
 		agent_push();
@@ -226,6 +228,7 @@ static void run_loop(void)
 		log_poll();
 		agent_poll();
 		sessions_poll();
+		health_poll();
 		int timeout = -1;
 		if (wake_at != INT64_MAX) {
 			int64_t d = wake_at - mono_ms();
@@ -267,7 +270,8 @@ static void open_ports(void)
 	if (paths[1][0])
 		agent_open(open(paths[1], O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY));
 	else
-		dprintf(2, "kestrel: no org.hypr.agent port; serving the log only\n");
+		dprintf(2, "kestrel: no org.hypr.agent port; serving the log only%s\n",
+			boot_module_failures());
 }
 
 int main(void)
@@ -278,6 +282,7 @@ int main(void)
 		fatal("%s", why);
 	if (sig_fd < 0)
 		fatal("signalfd: %s", strerror(errno));
+	boot_load_modules();
 	open_ports();
 	if (boot_load_config(&cfg, why, sizeof why) < 0)
 		fatal("%s", why);

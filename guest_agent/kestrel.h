@@ -81,5 +81,25 @@ void workload_start(void);
 pid_t workload_pid(void);
 /* Is there a workload session at all (running, or exited and draining)? */
 int workload_present(void);
+/* Is ch the channel of an exec session? */
+int session_exists(uint32_t ch);
+/* The environment with PATH (and TERM for a tty) added when missing; only
+ * the vector is allocated. */
+char **make_env(const struct strv *base, int tty);
+
+/* ---- health.c: the workload's health check (boot tags 14-18) ---- */
+/* The workload started: status `starting`, the first check after interval. */
+void health_workload_started(void);
+void health_tick(void);
+void health_poll(void);
+/* sessions_reap() offers every pid here first: 1 if it was the check's. */
+int health_reaped(pid_t pid, int status);
+
+/* ---- copy.c: STAT, COPY_OUT, COPY_IN ---- */
+/* Handle a request or session message that is the copies' own (1), or
+ * leave it to the exec sessions (0). */
+int copy_request(uint8_t type, uint32_t ch, const uint8_t *p, size_t n);
+void copies_tick(void);
+void copies_new_connection(void);
 
 #endif

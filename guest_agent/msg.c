@@ -163,6 +163,11 @@ static const struct fspec config_spec[] = {
 	F(11, FT_STR, struct boot_config, vm_id),
 	FH(12, FT_U32, struct boot_config, attach_wait_ms, has_attach_wait),
 	F(13, FT_U32, struct boot_config, tmpfs_size_mb),
+	F(14, FT_STRV, struct boot_config, health_argv),
+	F(15, FT_U32, struct boot_config, health_interval_ms),
+	F(16, FT_U32, struct boot_config, health_timeout_ms),
+	F(17, FT_U32, struct boot_config, health_retries),
+	F(18, FT_U32, struct boot_config, health_start_period_ms),
 };
 
 static const struct fspec hello_spec[] = {
@@ -185,6 +190,10 @@ static const struct fspec exec_spec[] = {
 static const struct fspec shutdown_spec[] = {
 	FH(1, FT_U32, struct shutdown_req, signal, has_signal),
 	FH(2, FT_U32, struct shutdown_req, grace_ms, has_grace),
+};
+
+static const struct fspec path_spec[] = {
+	F(1, FT_STR, struct path_req, path),
 };
 
 #define NSPEC(a) (sizeof(a) / sizeof((a)[0]))
@@ -234,4 +243,22 @@ int msg_parse_shutdown(const uint8_t *p, size_t n, struct shutdown_req *s, const
 {
 	memset(s, 0, sizeof *s);
 	return parse(p, n, s, shutdown_spec, NSPEC(shutdown_spec), why);
+}
+
+int msg_parse_path(const uint8_t *p, size_t n, struct path_req *r, const char **why)
+{
+	memset(r, 0, sizeof *r);
+	if (parse(p, n, r, path_spec, NSPEC(path_spec), why) < 0)
+		return -1;
+	if (!r->path || !*r->path) {
+		msg_free_path(r);
+		*why = "request without a path";
+		return -1;
+	}
+	return 0;
+}
+
+void msg_free_path(struct path_req *r)
+{
+	free_fields(r, path_spec, NSPEC(path_spec));
 }

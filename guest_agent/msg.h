@@ -1,5 +1,6 @@
 /* msg.h - the structured payloads the host sends, decoded into C structs:
- * the boot configuration (/hypr/config), HELLO, EXEC and SHUTDOWN.
+ * the boot configuration (/hypr/config), HELLO, EXEC, SHUTDOWN and the one
+ * path of STAT, COPY_OUT and COPY_IN.
  *
  * Decoding is driven by a small table per message (tag -> type -> struct
  * member), so every message gets the same checks: the list is well formed,
@@ -33,6 +34,11 @@ struct boot_config {
 	uint32_t attach_wait_ms;  /* 12 */
 	uint32_t tmpfs_size_mb;   /* 13 */
 	int has_attach_wait;
+	struct strv health_argv;  /* 14; empty: no health check */
+	uint32_t health_interval_ms;      /* 15; 0: the default (30 s) */
+	uint32_t health_timeout_ms;       /* 16; 0: the default (30 s) */
+	uint32_t health_retries;          /* 17; 0: the default (3) */
+	uint32_t health_start_period_ms;  /* 18 */
 };
 
 struct hello_req {
@@ -54,6 +60,11 @@ struct exec_req {
 	int has_env;
 };
 
+/* STAT, COPY_OUT, COPY_IN: one path. */
+struct path_req {
+	char *path;         /* 1 (required, not empty) */
+};
+
 struct shutdown_req {
 	uint32_t signal;    /* 1 */
 	uint32_t grace_ms;  /* 2 */
@@ -66,8 +77,10 @@ int msg_parse_config(const uint8_t *p, size_t n, struct boot_config *c, const ch
 int msg_parse_hello(const uint8_t *p, size_t n, struct hello_req *h, const char **why);
 int msg_parse_exec(const uint8_t *p, size_t n, struct exec_req *e, const char **why);
 int msg_parse_shutdown(const uint8_t *p, size_t n, struct shutdown_req *s, const char **why);
+int msg_parse_path(const uint8_t *p, size_t n, struct path_req *r, const char **why);
 
 void msg_free_config(struct boot_config *c);
 void msg_free_exec(struct exec_req *e);
+void msg_free_path(struct path_req *r);
 
 #endif

@@ -296,7 +296,7 @@ static void on_status(void *ctx, uint32_t gen, int fd, short revents)
 
 /* The environment with PATH (Docker's default) and, for a tty, TERM added
  * when missing.  The strings are borrowed; only the vector is allocated. */
-static char **make_env(const struct strv *base, int tty)
+char **make_env(const struct strv *base, int tty)
 {
 	int has_path = 0, has_term = 0;
 	for (uint32_t i = 0; i < base->n; i++) {
@@ -352,6 +352,7 @@ static int launch(struct session *s, const struct spawn_opts *o, char *err, size
 		if (s->ls[1])
 			ls_init(s->ls[1], 'e', 'E');
 		log_x("start %d", (int)s->pid);
+		health_workload_started();   /* "x health starting 0" right after */
 	}
 	return 0;
 }
@@ -428,6 +429,11 @@ pid_t workload_pid(void)
 int workload_present(void)
 {
 	return find_main() != NULL;
+}
+
+int session_exists(uint32_t ch)
+{
+	return find(ch) != NULL;
 }
 
 /* ---- host messages for a session ---- */
@@ -612,6 +618,8 @@ void sessions_reap(void)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (health_reaped(pid, status))
+			continue;   /* the health check, never a session */
 		for (int i = 0; i <= MAX_SESSIONS; i++) {
 			struct session *s = &table[i];
 			if (s->used && !s->reaped && s->pid == pid) {

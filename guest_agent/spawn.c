@@ -321,7 +321,7 @@ int spawn_start(const struct spawn_opts *o, struct spawn_proc *sp, char *err, si
 		if (open_pty(&master, &slave, o->rows, o->cols) < 0)
 			goto fail;
 	} else if ((o->with_stdin && pipe2(in, O_CLOEXEC) < 0) ||
-		   pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0) {
+		   pipe2(out, O_CLOEXEC) < 0 || (!o->merge_output && pipe2(er, O_CLOEXEC) < 0)) {
 		goto fail;
 	}
 	what = "fork";
@@ -330,7 +330,7 @@ int spawn_start(const struct spawn_opts *o, struct spawn_proc *sp, char *err, si
 		goto fail;
 	if (pid == 0) {
 		status_w = st[1];
-		struct child_fds fds = { in[0], out[1], er[1], -1 };
+		struct child_fds fds = { in[0], out[1], o->merge_output ? out[1] : er[1], -1 };
 		if (o->tty)
 			fds.in = fds.out = fds.err = fds.tty = slave;
 		child(o, &fds);

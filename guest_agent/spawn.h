@@ -25,13 +25,14 @@ struct spawn_opts {
 	int tty;
 	uint16_t rows, cols;
 	int with_stdin;        /* pipes only: a stdin pipe, else /dev/null */
+	int merge_output;      /* pipes only: stderr goes to the stdout pipe (err_fd -1) */
 };
 
 struct spawn_proc {
 	pid_t pid;
 	int in_fd;      /* stdin pipe (write end), the pty master, or -1 */
 	int out_fd;     /* stdout pipe (read end) or the pty master */
-	int err_fd;     /* stderr pipe (read end), -1 with a pty */
+	int err_fd;     /* stderr pipe (read end), -1 with a pty or merge_output */
 	int status_fd;  /* the child's exec report; see above */
 };
 

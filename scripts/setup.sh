@@ -21,6 +21,7 @@ packages=(
   python3 python3-venv python3-dev
   skopeo umoci           # independent OCI tools the tests compare against
   tmux                   # terminal tests
+  mmdebstrap uidmap      # the real Debian test image (uidmap: its unshare mode, when not root)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -49,6 +50,10 @@ fi
 step "guest kernel"
 kernel_build/build.sh
 
+# --- 3b. the fallback guest kernel: Debian's generic one, fetched, never installed ---
+step "fallback guest kernel"
+kernel_build/fallback.sh
+
 # --- 4. kestrel and its initramfs ----------------------------------------------------
 step "kestrel initramfs"
 make -s -C guest_agent OUT="$cache/guest" all
@@ -60,4 +65,8 @@ if [ ! -s "$image" ] || [ /bin/busybox -nt "$image" ]; then
   mkdir -p "$(dirname "$image")"
   .venv/bin/python -m hypr_engine.oci.busybox_image "$image"
 fi
+
+# --- 6. the real test images (Debian with nginx, and one without a shell) ----------------
+step "test images"
+.venv/bin/python scripts/build_test_images.py
 step "ready"

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "fields.h"
 #include "frame.h"
+#include "tar.h"
 #include "target.h"
 
 #define FUZZ_INPUT_MAX (3 * 65536)
@@ -99,6 +100,31 @@ static void builtin_seeds(void)
 	uint8_t over[FRAME_HDR];
 	frame_hdr_put(over, T_STDIN, 0, 9, MAX_PAYLOAD + 1);
 	add_seed(over, sizeof over);
+	/* A tar as COPY_OUT writes it: a directory, a file with data, a long
+	 * name, a symlink, large ids and an old mtime (PAX records), the end. */
+	buf_clear(&s);
+	char longname[300];
+	memset(longname, 'n', sizeof longname - 1);
+	longname[sizeof longname - 1] = 0;
+	memcpy(longname, "dir/", 4);
+	struct tar_entry te[] = {
+		{ .name = "dir/", .linkname = "", .type = TAR_DIR, .mode = 0755, .mtime = 1700000000 },
+		{ .name = "dir/file", .linkname = "", .type = TAR_REG, .mode = 04755, .size = 700,
+		  .uid = 1000, .gid = 1000, .mtime = 1700000000 },
+		{ .name = longname, .linkname = "", .type = TAR_REG, .mode = 0644, .size = 3,
+		  .uid = 5000000000ull, .gid = 3000000, .mtime = -86400 },
+		{ .name = "dir/link", .linkname = "../some/target", .type = TAR_SYM, .mode = 0777 },
+		{ .name = "dir/hard", .linkname = "dir/file", .type = TAR_LINK, .mode = 0644 },
+	};
+	for (size_t k = 0; k < sizeof te / sizeof te[0]; k++) {
+		tar_put_header(&s, &te[k]);
+		uint8_t *d = buf_reserve(&s, te[k].size + tar_padding(te[k].size));
+		memset(d, 'd', te[k].size);
+		memset(d + te[k].size, 0, tar_padding(te[k].size));
+		buf_commit(&s, te[k].size + tar_padding(te[k].size));
+	}
+	tar_put_end(&s);
+	add_seed(buf_head(&s), s.len);
 	buf_free(&s);
 	buf_free(&p);
 }

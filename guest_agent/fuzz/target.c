@@ -7,7 +7,16 @@
  *  - field lists: the iterator never steps outside the buffer, and the
  *    message decoders agree with it about validity;
  *  - line splitter: records equal those of a byte-at-a-time reference model
- *    (so none is longer than 16 KiB or holds an LF), for any chunking. */
+ *    (so none is longer than 16 KiB or holds an LF), for any chunking;
+ *  - module parameters from a command line: the result's length is what
+ *    is returned, a buffer twice the input's size always suffices, and a
+ *    small buffer gets a result or -1, never an overflow;
+ *  - tar reader (COPY_IN): the events do not depend on the chunking; every
+ *    member has a name, permission bits only, no data unless it is a file,
+ *    and exactly its size of data; a member written again by the encoder
+ *    reads back the same; cleaned names never hold "..", "." or empty
+ *    components and are never absolute; PAX records and numeric fields
+ *    parsed straight from the input stay in bounds. */
 #include "target.h"
 
 #include <stdio.h>
@@ -17,7 +26,9 @@
 #include "fields.h"
 #include "frame.h"
 #include "logrec.h"
+#include "modparam.h"
 #include "msg.h"
+#include "tar.h"
 
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "fuzz: check failed: %s (%s:%d)\n", #c, __FILE__, __LINE__); abort(); } } while (0)
 
@@ -204,9 +215,203 @@ static void check_lines(const uint8_t *data, size_t size)
 	free(in);
 }
 
+/* ---- module parameters ---- */
+
+static void check_modparams(const uint8_t *data, size_t size)
+{
+	static const char *const modules[] = { "virtio_mmio", "a", "9p" };
+	const char *cmd = (const char *)data;
+	size_t big = 2 * size + 16, small = size / 3 + 1;
+	char *out = malloc(big), *tiny = malloc(small);
+	CHECK(out && tiny);
+	for (size_t i = 0; i < sizeof modules / sizeof modules[0]; i++) {
+		int n = modparam_from_cmdline(cmd, size, modules[i], out, big);
+		CHECK(n >= 0 && (size_t)n == strlen(out) && (size_t)n < big);
+		CHECK(n == 0 || (out[0] != ' ' && out[n - 1] != ' '));
+		int m = modparam_from_cmdline(cmd, size, modules[i], tiny, small);
+		CHECK(strlen(tiny) < small);
+		CHECK(m == -1 || (m == n && !strcmp(out, tiny)));
+	}
+	char *name = malloc(size + 1);
+	CHECK(name);
+	memcpy(name, data, size);
+	name[size] = 0;
+	char mod[16];
+	if (modparam_name_of(name, mod, sizeof mod) == 0)
+		CHECK(strlen(mod) < sizeof mod && strstr(name, mod));
+	free(name);
+	free(tiny);
+	free(out);
+}
+
+/* ---- tar ---- */
+
+static void check_clean_name(const char *name)
+{
+	char out[512];
+	const char *why = NULL;
+	int n = tar_clean_name(name, out, sizeof out, &why);
+	if (n < 0) {
+		CHECK(why != NULL);
+		return;
+	}
+	CHECK(strlen(out) < sizeof out);
+	CHECK(out[0] != '/' && (n == 0) == (out[0] == 0));
+	int comps = 0;
+	for (const char *c = out; *c; ) {
+		const char *e = strchr(c, '/');
+		size_t len = e ? (size_t)(e - c) : strlen(c);
+		CHECK(len > 0);
+		CHECK(!(len == 1 && c[0] == '.') && !(len == 2 && c[0] == '.' && c[1] == '.'));
+		comps++;
+		c += len + (e != NULL);
+		CHECK(!e || *c);   /* no trailing '/' */
+	}
+	CHECK(comps == n);
+}
+
+static int has_data(char type)
+{
+	return !strchr("123456", type) || type == 0;
+}
+
+/* The encoder's output for e reads back as e. */
+static void check_reencode(const struct tar_entry *e)
+{
+	struct buf b = { 0 };
+	CHECK(tar_put_header(&b, e) == 0);
+	CHECK(b.len % TAR_BLOCK == 0);
+	struct tar_reader *r = malloc(sizeof *r);
+	CHECK(r);
+	tar_reader_init(r);
+	size_t used = 0, dlen = 0;
+	const uint8_t *d = NULL;
+	enum tar_ev ev = tar_reader_feed(r, buf_head(&b), b.len, &used, &d, &dlen);
+	CHECK(ev == TAR_EV_ENTRY && used == b.len);
+	const struct tar_entry *g = &r->entry;
+	CHECK(!strcmp(g->name, e->name) && !strcmp(g->linkname, e->linkname));
+	CHECK(g->type == e->type && g->mode == e->mode && g->uid == e->uid && g->gid == e->gid);
+	CHECK(g->mtime == e->mtime && g->size == e->size);
+	tar_reader_free(r);
+	free(r);
+	buf_free(&b);
+}
+
+static void run_tar(const uint8_t *data, size_t size, uint32_t seed, struct evlog *log,
+		    int deep)
+{
+	struct tar_reader *r = malloc(sizeof *r);
+	CHECK(r);
+	tar_reader_init(r);
+	size_t off = 0;
+	uint64_t got = 0, want = 0, dh = 0;   /* data of the current member */
+	int in_entry = 0, done = 0;
+	while (off < size && !done) {
+		size_t chunk = size - off;
+		if (seed) {
+			seed = seed * 1103515245u + 12345u;
+			size_t c = 1 + (seed >> 16) % 700;
+			if (c < chunk)
+				chunk = c;
+		}
+		const uint8_t *p = data + off;
+		size_t left = chunk;
+		while (!done) {
+			size_t used = 0, dlen = 0;
+			const uint8_t *d = NULL;
+			enum tar_ev ev = tar_reader_feed(r, p, left, &used, &d, &dlen);
+			CHECK(used <= left);
+			if (ev == TAR_EV_DATA)
+				CHECK(d >= p && d + dlen <= p + used && dlen > 0);
+			p += used;
+			left -= used;
+			if (ev == TAR_EV_NONE) {
+				CHECK(left == 0);
+				break;
+			}
+			uint64_t h = (uint64_t)ev;
+			if (ev != TAR_EV_DATA) {
+				record(log, dh);
+				dh = 0;
+			}
+			if (ev == TAR_EV_ENTRY) {
+				const struct tar_entry *e = &r->entry;
+				CHECK(!in_entry || got == want);
+				CHECK(e->name && e->name[0] && e->linkname);
+				CHECK(e->mode <= 07777);
+				CHECK(e->type != 0 && e->type != '7' && !strchr("xgLK", e->type));
+				CHECK(has_data(e->type) || e->size == 0);
+				in_entry = 1;
+				got = 0;
+				want = e->size;
+				h = fnv((const uint8_t *)e->name, strlen(e->name), h);
+				h = fnv((const uint8_t *)e->linkname, strlen(e->linkname), h * 31 + (uint8_t)e->type);
+				h ^= e->mode * 7 + e->uid * 131 + e->gid * 1031 + (uint64_t)e->mtime * 8191 + e->size;
+				if (deep) {
+					check_clean_name(e->name);
+					check_clean_name(e->linkname);
+					check_reencode(e);
+				}
+			} else if (ev == TAR_EV_DATA) {
+				/* data comes in as many events as the chunking makes:
+				 * hashed as one stream per member */
+				CHECK(in_entry);
+				got += dlen;
+				CHECK(got <= want);
+				dh = fnv(d, dlen, dh);
+				continue;
+			} else {
+				if (ev == TAR_EV_END)
+					CHECK(!in_entry || got == want);
+				done = 1;
+			}
+			record(log, h);
+		}
+		off += chunk;
+	}
+	if (tar_reader_at_boundary(r))
+		CHECK(!in_entry || got == want);
+	record(log, dh);
+	tar_reader_free(r);
+	free(r);
+}
+
+static void check_tar(const uint8_t *data, size_t size)
+{
+	static struct evlog whole, split;
+	whole.n = split.n = 0;
+	run_tar(data, size, 0, &whole, 1);
+	uint32_t seed = (uint32_t)fnv(data, size < 16 ? size : 16, 99) | 1;
+	run_tar(data, size, seed, &split, 0);
+	CHECK(whole.n == split.n);
+	CHECK(!memcmp(whole.ev, split.ev, whole.n * sizeof whole.ev[0]));
+
+	/* The pieces, straight on the input. */
+	struct tar_reader *r = malloc(sizeof *r);
+	CHECK(r);
+	tar_reader_init(r);
+	if (tar_pax_apply(r, data, size) < 0)
+		CHECK(r->why != NULL);
+	tar_reader_free(r);
+	free(r);
+	int64_t v;
+	if (tar_number(data, size < 12 ? size : 12, &v) == 0 && size >= 12 && data[0] < 0x80)
+		CHECK(v >= 0);   /* octal is never negative */
+	if (size >= TAR_BLOCK)
+		(void)tar_checksum_ok(data);
+	char *name = malloc(size + 1);
+	CHECK(name);
+	memcpy(name, data, size);
+	name[size] = 0;
+	check_clean_name(name);
+	free(name);
+}
+
 void fuzz_one(const uint8_t *data, size_t size)
 {
 	check_frames(data, size);
 	check_fields(data, size);
 	check_lines(data, size);
+	check_modparams(data, size);
+	check_tar(data, size);
 }

@@ -94,38 +94,91 @@ def find_qemu() -> str:
 @dataclass(frozen=True)
 class GuestArtifacts:
     kernel: Path
-    kernel_kind: str          # "hypr" (the project's own) or "debian" (fallback)
+    kernel_kind: str          # "hypr" (the project's own), "debian" (fallback) or "custom"
     kernel_reason: str
     initramfs: Path
     initramfs_reason: str
     notes: list[str] = field(default_factory=list)
+    # What the QEMU adapter must do differently for this kernel: Debian's finds
+    # virtio-mmio devices only through ACPI (it lacks VIRTIO_MMIO_CMDLINE_DEVICES).
+    acpi: bool = False
+    cmdline: tuple[str, ...] = ()
+
+    def launch_options(self) -> dict:
+        """The per-kernel fields of the QEMU adapter's VmLaunch."""
+        return {"acpi": self.acpi, "extra_cmdline": list(self.cmdline)}
+
+
+KERNEL_KINDS = ("hypr", "debian")
 
 
 def find_guest_artifacts() -> GuestArtifacts:
-    """The kernel and kestrel's initramfs.
+    """The kernel and kestrel's initramfs, and why.
 
-    Kernel: `HYPR_KERNEL` if set; else the newest HYPR kernel set-up built into
-    the cache (kernel_build/build.sh). Initramfs: `HYPR_INITRAMFS` if set; else
-    the one set-up built from guest_agent/.
+    Kernel: `HYPR_KERNEL` if set; else `HYPR_KERNEL_KIND` (hypr or debian) if
+    set, which must then exist; else the newest HYPR kernel set-up built into the
+    cache (kernel_build/build.sh), else Debian's generic kernel that
+    kernel_build/fallback.sh unpacked. Initramfs: `HYPR_INITRAMFS` if set, else
+    the one set-up built from guest_agent/; with the Debian kernel, that one
+    followed by the kernel's modules (hypr_engine/vmm/fallback.py).
     """
     cache = cache_dir()
-    if env := os.environ.get("HYPR_KERNEL"):
-        kernel, kind, kreason = Path(env), "custom", "HYPR_KERNEL is set"
-    else:
-        built = sorted(cache.glob("kernel/*/vmlinux"), key=lambda p: p.stat().st_mtime)
-        if not built:
-            raise Unavailable(
-                f"no guest kernel in {cache / 'kernel'}; run the set-up command from the README "
-                "(it builds one with kernel_build/build.sh)"
-            )
-        kernel, kind = built[-1], "hypr"
-        kreason = f"HYPR kernel built by kernel_build/build.sh ({kernel.parent.name})"
-    if not kernel.is_file():
-        raise Unavailable(f"guest kernel {kernel} does not exist")
     if env := os.environ.get("HYPR_INITRAMFS"):
         initramfs, ireason = Path(env), "HYPR_INITRAMFS is set"
     else:
         initramfs, ireason = cache / "guest" / "initramfs.cpio", "kestrel initramfs built by set-up"
     if not initramfs.is_file():
         raise Unavailable(f"no kestrel initramfs at {initramfs}; run the set-up command from the README")
-    return GuestArtifacts(kernel, kind, kreason, initramfs, ireason)
+
+    if env := os.environ.get("HYPR_KERNEL"):
+        kernel = Path(env)
+        if not kernel.is_file():
+            raise Unavailable(f"guest kernel {kernel} does not exist")
+        return GuestArtifacts(kernel, "custom", "HYPR_KERNEL is set", initramfs, ireason)
+
+    forced = os.environ.get("HYPR_KERNEL_KIND", "").strip().lower()
+    if forced and forced not in KERNEL_KINDS:
+        raise Unavailable(f"HYPR_KERNEL_KIND={forced!r}: expected one of {', '.join(KERNEL_KINDS)}")
+    built = sorted(cache.glob("kernel/*/vmlinux"), key=lambda p: p.stat().st_mtime)
+    if forced != "debian" and built:
+        kernel = built[-1]
+        why = "forced by HYPR_KERNEL_KIND=hypr" if forced else "the HYPR kernel is built"
+        return GuestArtifacts(
+            kernel, "hypr", f"{why} (kernel_build/build.sh, {kernel.parent.name})", initramfs, ireason,
+        )
+    if forced == "hypr":
+        raise Unavailable(
+            f"HYPR_KERNEL_KIND=hypr but no HYPR kernel in {cache / 'kernel'}; "
+            "build it with kernel_build/build.sh (the set-up command does)"
+        )
+
+    from hypr_engine.vmm import fallback
+
+    debian = fallback.find_debian_kernel(cache)
+    if debian is None:
+        if forced:
+            raise Unavailable(
+                f"HYPR_KERNEL_KIND=debian but no Debian kernel in {cache / 'debian-kernel'}; "
+                "fetch it with kernel_build/fallback.sh (the set-up command does)"
+            )
+        raise Unavailable(
+            f"no guest kernel: neither a HYPR kernel in {cache / 'kernel'} (kernel_build/build.sh) "
+            f"nor Debian's in {cache / 'debian-kernel'} (kernel_build/fallback.sh); "
+            "run the set-up command from the README"
+        )
+    why = "forced by HYPR_KERNEL_KIND=debian" if forced else f"no HYPR kernel in {cache / 'kernel'}"
+    kernel = fallback.ensure_vmlinux(debian)
+    fallback_initramfs = fallback.ensure_initramfs(debian, initramfs, cache)
+    return GuestArtifacts(
+        kernel, "debian",
+        f"{why}: fallback to Debian's generic kernel {debian.release} ({debian.package_version}, "
+        "kernel_build/fallback.sh), booted through its PVH entry with ACPI",
+        fallback_initramfs,
+        f"{ireason}, followed by {len(fallback.NEEDED)} needed modules and their dependencies "
+        f"from {debian.moddir}",
+        acpi=True,
+        # Its clocksource watchdog judges the TSC against jiffies, which lag under
+        # a busy TCG host, and falls back to 4 ms jiffies; under TCG the TSC
+        # follows the host's clock.
+        cmdline=("tsc=reliable",),
+    )

@@ -2,7 +2,9 @@
 
 Everything QEMU-specific lives here; the supervisor only runs the argv it is
 given. The machine is `microvm` (no PCI, no firmware, virtio-mmio devices the
-kernel learns about from the command line, which needs `acpi=off`).
+kernel learns about from the command line, which needs `acpi=off`). The
+fallback (Debian) kernel cannot read them from there (it lacks
+VIRTIO_MMIO_CMDLINE_DEVICES) and gets them from ACPI tables instead (`acpi`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class VmLaunch:
     cpus: int = 1
     tsc_khz: int | None = None
     extra_cmdline: list[str] = field(default_factory=list)
+    acpi: bool = False       # describe the devices in ACPI tables, not on the command line
 
 
 def device_plan(launch: VmLaunch) -> DevicePlan:
@@ -76,7 +79,7 @@ def build_argv(launch: VmLaunch, plan: DevicePlan | None = None) -> list[str]:
     accel = "kvm" if launch.accel == "kvm" else "tcg,tb-size=64"
     return [
         launch.qemu,
-        "-M", "microvm,acpi=off,x-option-roms=off",
+        "-M", f"microvm,acpi={'on' if launch.acpi else 'off'},x-option-roms=off",
         "-accel", accel,
         "-cpu", "host" if launch.accel == "kvm" else "qemu64",
         "-m", str(launch.memory_mb),
