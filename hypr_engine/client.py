@@ -1,35 +1,130 @@
 """HyprClient: the one async interface both front ends use.
 
-Two transports will implement it: the embedded engine (here, now) and gRPC to
-`hyprd` (the daemon issue). Front ends call only these methods and receive
-only the plain data of models.py, so their output is the same either way.
+It has two transports (DESIGN.md, "Layers"), chosen by `connect()`:
+
+- gRPC to hyprd (`_grpc.py`) when `$HYPR_RUNTIME_DIR/hyprd.sock` exists: the socket
+  must be one this user may trust and must answer `System.Hello` with a compatible API
+  version, or the client refuses and says why (it never silently embeds an engine
+  beside a daemon that is merely hung: the daemon holds the data directory's lock);
+- the embedded engine (`_embedded.py`) when there is no socket: an Engine in this
+  process, holding the data directory's lock shared.
+
+Both return the same model objects (models.py, logfile.LogRecord, logview.Page,
+events.Event/Gap) and raise the same HyprError classes, so front ends call only these
+methods and print the same thing either way (tests/daemon/test_identical.py).
+
+`exec` and `attach_main` return a session with ExecSession's interface (output(),
+write(), close_stdin(), resize(), signal(), exit_code, pid) plus `close()`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterable, Protocol
 
-from hypr_engine.agent.client import AgentClient, ExecSession
-from hypr_engine.logfile import LogRecord
-from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
 from hypr_engine.paths import Layout
+
+if TYPE_CHECKING:
+    from hypr_engine.events import Event, Gap
+    from hypr_engine.logfile import LogRecord
+    from hypr_engine.logview import Page, Positioned
+    from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+
+
+class ExecHandle(Protocol):
+    pid: int | None
+    exit_code: int | None
+
+    def output(self) -> AsyncIterator[tuple[str, bytes]]: ...
+    async def wait(self) -> int: ...
+    async def write(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    def resize(self, rows: int, cols: int) -> None: ...
+    def signal(self, sig: int) -> None: ...
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """What each transport implements; HyprClient's methods mirror it one to one."""
+
+    mode: str   # "embedded" | "daemon"
+
+    async def close(self) -> None: ...
+    async def load_image(self, path: Path) -> "list[ImageInfo]": ...
+    async def import_image(self, tarball: Path, ref: str | None) -> "ImageInfo": ...
+    async def list_images(self) -> "list[ImageInfo]": ...
+    async def get_image(self, ref: str) -> "ImageInfo": ...
+    async def remove_image(self, ref: str, *, force: bool = False) -> list[str]: ...
+    async def create_vm(self, spec: "VmSpec") -> "VmInfo": ...
+    def run_vm(self, spec: "VmSpec", *, start: bool = True) -> "AsyncIterator[RunProgress]": ...
+    async def start_vm(self, ref: str) -> "VmInfo": ...
+    async def list_vms(self, *, all: bool = False) -> "list[VmInfo]": ...
+    async def get_vm(self, ref: str) -> "VmInfo": ...
+    async def inspect_vm(self, ref: str) -> "VmDetails": ...
+    async def stop_vm(self, ref: str, *, timeout: int | None = None) -> "VmInfo": ...
+    async def remove_vm(self, ref: str, *, force: bool = False) -> str: ...
+    async def restart_vm(self, ref: str, *, timeout: int | None = None) -> "VmInfo": ...
+    async def kill_vm(self, ref: str, sig: int | str) -> "VmInfo": ...
+    async def rename_vm(self, ref: str, new_name: str) -> "VmInfo": ...
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None, since_ns: int | None = None,
+             until_ns: int | None = None) -> "AsyncIterator[LogRecord]": ...
+    async def read_logs(self, ref: str, *, offset: int | None = None, index: int | None = None,
+                        limit: int = 1000, backwards: bool = False) -> "Page": ...
+    def search_logs(self, ref: str, pattern: str, *, regex: bool = False, ignore_case: bool = False,
+                    from_offset: int = 0, max_matches: int = 1000, kinds: Iterable[str] = ()
+                    ) -> "AsyncIterator[tuple[list[Positioned], int, bool]]": ...
+    async def wait_vm(self, ref: str) -> int: ...
+    async def exec(self, ref: str, options: "ExecOptions") -> ExecHandle: ...
+    async def attach_main(self, ref: str, rows: int, cols: int) -> ExecHandle: ...
+    async def copy_to_vm(self, ref: str, src: Path, dest: str, *, archive: bool = False) -> None: ...
+    async def copy_from_vm(self, ref: str, src: str, dest: Path) -> None: ...
+    async def processes(self, ref: str) -> list[dict[str, str]]: ...
+    async def stats(self, refs: list[str], *, all: bool = False) -> list[dict]: ...
+    def events(self, *, since_seq: int | None = None, since_time: float | None = None,
+               until_time: float | None = None, follow: bool = True,
+               filters: Iterable[tuple[str, str]] = ()) -> "AsyncIterator[Event | Gap]": ...
+    async def system_info(self) -> dict: ...
+
+
+def daemon_socket(layout: Layout) -> Path:
+    from hypr_engine.api import SOCKET_NAME
+
+    return layout.runtime / SOCKET_NAME
 
 
 class HyprClient:
-    """Embedded transport: an Engine in this process."""
-
-    def __init__(self, engine) -> None:
-        self._engine = engine
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
 
     @classmethod
     async def connect(cls, layout: Layout | None = None) -> "HyprClient":
+        """hyprd when its socket exists (and is trustworthy and answers), else an embedded engine."""
+        layout = layout or Layout.default()
+        socket_path = daemon_socket(layout)
+        if socket_path.exists() or socket_path.is_symlink():
+            from hypr_engine._grpc import GrpcTransport
+
+            return cls(await GrpcTransport.connect(socket_path))
+        from hypr_engine._embedded import EmbeddedTransport
         from hypr_engine.engine import Engine
 
-        return cls(await Engine.open(layout))
+        return cls(EmbeddedTransport(await Engine.open(layout)))
+
+    @property
+    def mode(self) -> str:
+        """"daemon" or "embedded"."""
+        return self._transport.mode
+
+    @property
+    def _engine(self) -> Any:
+        """The embedded engine (tests reach into it); absent behind hyprd."""
+        engine = getattr(self._transport, "engine", None)
+        if engine is None:
+            raise AttributeError("HyprClient talks to hyprd: there is no engine in this process")
+        return engine
 
     async def close(self) -> None:
-        await self._engine.close()
+        await self._transport.close()
 
     async def __aenter__(self) -> "HyprClient":
         return self
@@ -37,69 +132,105 @@ class HyprClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # images
-    async def load_image(self, path: Path) -> list[ImageInfo]:
-        return await self._engine.images.load(path)
+    # --- images -------------------------------------------------------------------------
 
-    async def import_image(self, tarball: Path, ref: str | None) -> ImageInfo:
-        return await self._engine.images.import_rootfs(tarball, ref)
+    async def load_image(self, path: Path) -> "list[ImageInfo]":
+        return await self._transport.load_image(path)
 
-    async def list_images(self) -> list[ImageInfo]:
-        return await self._engine.images.list()
+    async def import_image(self, tarball: Path, ref: str | None) -> "ImageInfo":
+        return await self._transport.import_image(tarball, ref)
+
+    async def list_images(self) -> "list[ImageInfo]":
+        return await self._transport.list_images()
+
+    async def get_image(self, ref: str) -> "ImageInfo":
+        return await self._transport.get_image(ref)
 
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
-        in_use = {v.image_id for v in await self._engine.vms.list()}
-        return await self._engine.images.remove(ref, force=force, in_use=in_use)
+        return await self._transport.remove_image(ref, force=force)
 
-    # VMs
-    async def create_vm(self, spec: VmSpec) -> VmInfo:
-        return await self._engine.vms.create(spec)
+    # --- VMs ------------------------------------------------------------------------------
 
-    async def start_vm(self, ref: str) -> VmInfo:
-        return await self._engine.vms.start(ref)
+    async def create_vm(self, spec: "VmSpec") -> "VmInfo":
+        return await self._transport.create_vm(spec)
 
-    async def list_vms(self, *, all: bool = False) -> list[VmInfo]:
-        return await self._engine.vms.list(all=all)
+    def run_vm(self, spec: "VmSpec", *, start: bool = True) -> "AsyncIterator[RunProgress]":
+        """Create (and start) with progress: image_resolved, created, rootfs_ready, started."""
+        return self._transport.run_vm(spec, start=start)
 
-    async def get_vm(self, ref: str) -> VmInfo:
-        return await self._engine.vms.get(ref)
+    async def start_vm(self, ref: str) -> "VmInfo":
+        return await self._transport.start_vm(ref)
 
-    async def stop_vm(self, ref: str, *, timeout: int | None = None) -> VmInfo:
-        return await self._engine.vms.stop(ref, timeout=timeout)
+    async def list_vms(self, *, all: bool = False) -> "list[VmInfo]":
+        return await self._transport.list_vms(all=all)
+
+    async def get_vm(self, ref: str) -> "VmInfo":
+        return await self._transport.get_vm(ref)
+
+    async def inspect_vm(self, ref: str) -> "VmDetails":
+        return await self._transport.inspect_vm(ref)
+
+    async def stop_vm(self, ref: str, *, timeout: int | None = None) -> "VmInfo":
+        return await self._transport.stop_vm(ref, timeout=timeout)
 
     async def remove_vm(self, ref: str, *, force: bool = False) -> str:
-        return await self._engine.vms.remove(ref, force=force)
+        return await self._transport.remove_vm(ref, force=force)
 
-    async def restart_vm(self, ref: str, *, timeout: int | None = None) -> VmInfo:
-        return await self._engine.vms.restart(ref, timeout=timeout)
+    async def restart_vm(self, ref: str, *, timeout: int | None = None) -> "VmInfo":
+        return await self._transport.restart_vm(ref, timeout=timeout)
 
-    async def kill_vm(self, ref: str, sig: int | str) -> VmInfo:
-        return await self._engine.vms.kill(ref, sig)
+    async def kill_vm(self, ref: str, sig: int | str) -> "VmInfo":
+        return await self._transport.kill_vm(ref, sig)
 
-    async def rename_vm(self, ref: str, new_name: str) -> VmInfo:
-        return await self._engine.vms.rename(ref, new_name)
+    async def rename_vm(self, ref: str, new_name: str) -> "VmInfo":
+        return await self._transport.rename_vm(ref, new_name)
 
-    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None) -> AsyncIterator[LogRecord]:
-        return self._engine.vms.logs(ref, follow=follow, tail=tail)
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None, since_ns: int | None = None,
+             until_ns: int | None = None) -> "AsyncIterator[LogRecord]":
+        return self._transport.logs(ref, follow=follow, tail=tail, since_ns=since_ns, until_ns=until_ns)
+
+    async def read_logs(self, ref: str, *, offset: int | None = None, index: int | None = None,
+                        limit: int = 1000, backwards: bool = False) -> "Page":
+        """One page of the log by byte offset or record index (logview.py)."""
+        return await self._transport.read_logs(ref, offset=offset, index=index, limit=limit, backwards=backwards)
+
+    def search_logs(self, ref: str, pattern: str, *, regex: bool = False, ignore_case: bool = False,
+                    from_offset: int = 0, max_matches: int = 1000, kinds: Iterable[str] = ()
+                    ) -> "AsyncIterator[tuple[list[Positioned], int, bool]]":
+        """Batches of (matches, scanned_to, done)."""
+        return self._transport.search_logs(ref, pattern, regex=regex, ignore_case=ignore_case,
+                                           from_offset=from_offset, max_matches=max_matches, kinds=kinds)
 
     async def wait_vm(self, ref: str) -> int:
-        return await self._engine.vms.wait(ref)
+        return await self._transport.wait_vm(ref)
 
-    async def exec(self, ref: str, options: ExecOptions) -> tuple[AgentClient, ExecSession]:
-        return await self._engine.vms.exec(ref, options)
+    async def exec(self, ref: str, options: "ExecOptions") -> ExecHandle:
+        return await self._transport.exec(ref, options)
 
-    async def attach_main(self, ref: str, rows: int, cols: int) -> tuple[AgentClient, ExecSession]:
-        return await self._engine.vms.attach_main(ref, rows, cols)
+    async def attach_main(self, ref: str, rows: int, cols: int) -> ExecHandle:
+        return await self._transport.attach_main(ref, rows, cols)
+
+    async def copy_to_vm(self, ref: str, src: Path, dest: str, *, archive: bool = False) -> None:
+        """Copy a host file or tree into a VM (`hypr cp SRC VM:DEST`)."""
+        await self._transport.copy_to_vm(ref, src, dest, archive=archive)
+
+    async def copy_from_vm(self, ref: str, src: str, dest: Path) -> None:
+        """Copy a file or tree out of a VM (`hypr cp VM:SRC DEST`)."""
+        await self._transport.copy_from_vm(ref, src, dest)
 
     async def processes(self, ref: str) -> list[dict[str, str]]:
-        _, agent = await self._engine.vms.agent(ref)
-        try:
-            return await agent.ps()
-        finally:
-            await agent.close()
+        return await self._transport.processes(ref)
 
-    async def stats(self, refs: list[str]) -> list[dict]:
-        return await self._engine.vms.stats(refs)
+    async def stats(self, refs: list[str], *, all: bool = False) -> list[dict]:
+        return await self._transport.stats(refs, all=all)
+
+    # --- events and the system --------------------------------------------------------------
+
+    def events(self, *, since_seq: int | None = None, since_time: float | None = None,
+               until_time: float | None = None, follow: bool = True,
+               filters: Iterable[tuple[str, str]] = ()) -> "AsyncIterator[Event | Gap]":
+        return self._transport.events(since_seq=since_seq, since_time=since_time, until_time=until_time,
+                                      follow=follow, filters=filters)
 
     async def system_info(self) -> dict:
-        return await self._engine.system_info()
+        return await self._transport.system_info()

@@ -89,15 +89,21 @@ def tail_offset(path: Path, lines: int) -> int:
 
 
 def exit_record(path: Path) -> tuple[int | None, str | None]:
-    """The workload's exit code and last error message, from the end of the log."""
+    """The workload's exit code and last error message, from the end of the log.
+
+    The end may have just been rotated into `.1` (the supervisor rotates while the
+    VM runs), so that file's tail is read first.
+    """
     code: int | None = None
     error: str | None = None
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return None, None
-    # The exit records are at the very end; 256 KiB is far more than they need.
-    records, _ = read_records(path, max(0, size - 262144))
+    records: list[LogRecord] = []
+    for part in (rotated(path, 1), path):
+        try:
+            size = part.stat().st_size
+        except FileNotFoundError:
+            continue
+        # The exit records are at the very end; 256 KiB is far more than they need.
+        records += read_records(part, max(0, size - 262144))[0]
     for rec in records:
         if rec.kind != "x":
             continue

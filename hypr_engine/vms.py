@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import fcntl
+import posixpath
+import tempfile
 import json
 import os
 import random
@@ -25,7 +27,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import AsyncIterator
 
-from hypr_engine import health
+from hypr_engine import filecopy, health
 from hypr_engine.agent import codec
 from hypr_engine.agent.client import AgentClient, ExecSession
 from hypr_engine.errors import (
@@ -37,6 +39,7 @@ from hypr_engine.errors import (
     Timeout,
     Unavailable,
 )
+from hypr_engine.crash import crash_point
 from hypr_engine.images import ImageService
 from hypr_engine.logfile import LogRecord, parse_line, read_plan, read_records, rotated
 from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
@@ -232,6 +235,7 @@ class VmService:
             if "UNIQUE" in str(exc):
                 raise AlreadyExists(f"the name {name!r} is already in use by another VM") from None
             raise
+        crash_point("create.after_insert")
         return await self.get(vm_id)
 
     async def _free_name(self) -> str:
@@ -254,6 +258,7 @@ class VmService:
             )
             if not moved:
                 raise Conflict(f"VM {info.name} cannot start from state {info.state}")
+            crash_point("start.after_starting")
             try:
                 await self._boot(info)
             except BaseException as exc:
@@ -265,6 +270,7 @@ class VmService:
                 if info.auto_remove:
                     await self._delete(info.id)
                 raise
+        crash_point("start.after_spawn")
         return await self._wait_started(info)
 
     async def _wait_started(self, info: VmInfo) -> VmInfo:
@@ -328,7 +334,7 @@ class VmService:
             memory_mb=spec.memory_mb,
             cpus=spec.cpus,
             tsc_khz=probe.host_tsc_khz(),
-            acpi=artifacts.acpi,
+            **artifacts.launch_options(),
         )
         plan = device_plan(launch)
         (vm_dir / "console.log").write_bytes(b"")
@@ -391,6 +397,7 @@ class VmService:
             grace = timeout if timeout is not None else (info.spec.stop_timeout or DEFAULT_STOP_TIMEOUT)
             guard, params = guarded_update_sql(VmState.STOPPING)
             await self._db.execute(f"UPDATE vms SET state='stopping' WHERE id=? AND {guard}", (info.id, *params))
+            crash_point("stop.after_stopping")
             await self._stop_supervised(info, grace, sig)
         try:
             return await self.get(info.id)
@@ -435,9 +442,11 @@ class VmService:
                 if not force:
                     raise Conflict(f"VM {info.name} is {info.state}: stop it first or use rm -f")
                 await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
+                crash_point("rm.after_removing")
                 self._kill(info.id)
             else:
                 await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
+            crash_point("rm.after_kill")
             await self._delete(info.id)
         return info.id
 
@@ -605,6 +614,61 @@ class VmService:
             }
 
         return list(await asyncio.gather(*(sample(v) for v in vms)))
+
+    async def copy_to(self, ref: str, src: Path, dest: str, *, archive: bool = False) -> None:
+        """`hypr cp HOSTPATH VM:DEST` with Docker's rules (filecopy.plan_copy_in)."""
+        if not src.exists() and not src.is_symlink():
+            raise NotFound(f"no such file or directory on the host: {src}")
+        _, client = await self.agent(ref, timeout=30)
+        try:
+            dest_stat = await _stat_or_none(client, dest)
+            parent_stat = None
+            if dest_stat is None and not dest.endswith("/"):
+                parent_stat = await _stat_or_none(client, posixpath.dirname(dest.rstrip("/")) or "/")
+            directory, name = filecopy.plan_copy_in(src, dest, dest_stat, parent_stat)
+            self._layout.tmp.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self._layout.tmp) as tar:
+                await asyncio.to_thread(filecopy.pack, src, name, tar, preserve_owner=archive)
+                tar.seek(0)
+                session = await client.copy_in(directory)
+                waiter = asyncio.ensure_future(session.wait())  # returns input credit meanwhile
+                try:
+                    while chunk := tar.read(1 << 16):
+                        await session.write(chunk)
+                    session.close_stdin()
+                    code = await asyncio.wait_for(waiter, 600)
+                finally:
+                    waiter.cancel()
+            if code != 0:
+                raise HyprError(f"copy into the VM failed (status {code})")
+        finally:
+            await client.close()
+
+    async def copy_from(self, ref: str, src: str, dest: Path) -> None:
+        """`hypr cp VM:SRC HOSTPATH` with Docker's rules: into DEST if it is a directory,
+        else as DEST (its parent must exist)."""
+        if not src.startswith("/"):
+            raise InvalidArgument(f"the path in the VM must be absolute: {src!r}")
+        if dest.is_dir():
+            target_dir, rename = dest, None
+        else:
+            if not dest.parent.is_dir():
+                raise NotFound(f"no such directory on the host: {dest.parent}")
+            top = posixpath.basename(src.rstrip("/")) or "/"
+            target_dir, rename = dest.parent, (top, dest.name)
+        _, client = await self.agent(ref, timeout=30)
+        try:
+            session = await client.copy_out(src)
+            self._layout.tmp.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self._layout.tmp) as tar:
+                async for _, chunk in session.output():
+                    tar.write(chunk)
+                if session.exit_code != 0:
+                    raise HyprError(f"copy out of the VM failed (status {session.exit_code})")
+                tar.seek(0)
+                await asyncio.to_thread(filecopy.extract, tar, target_dir, rename_top=rename)
+        finally:
+            await client.close()
 
     async def agent(self, ref: str, *, timeout: float = 60.0) -> tuple[VmInfo, AgentClient]:
         info = await self.get(ref)
@@ -780,6 +844,13 @@ def _familiar(ref: str) -> str:
     from hypr_engine.oci.reference import parse_reference
 
     return parse_reference(ref).familiar()
+
+
+async def _stat_or_none(client: AgentClient, path: str) -> dict | None:
+    try:
+        return await client.stat(path)
+    except NotFound:
+        return None
 
 
 def _records_in(path: Path, offset: int) -> list[LogRecord]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from hypr_tui.actions import ACTIONS, Action
@@ -74,6 +75,12 @@ def main(argv: list[str] | None = None) -> None:
         code = _report(exc)
     except KeyboardInterrupt:
         code = 130
+    except Exception as exc:  # a bug: one line for the user, the traceback on request
+        if os.environ.get("HYPR_DEBUG"):
+            raise
+        print(f"hypr: internal error: {type(exc).__name__}: {exc} (set HYPR_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        code = 125
     sys.stdout.flush()
     raise SystemExit(code)
 

@@ -63,11 +63,11 @@ async def _attach_main(client, vm_id: str, tty: bool) -> int:
     from hypr_tui.terminal import pump_session
 
     rows, cols = fmt.terminal_size()
-    agent, session = await client.attach_main(vm_id, rows, cols)
+    session = await client.attach_main(vm_id, rows, cols)
     try:
         code = await pump_session(session, interactive=True, tty=tty)
     finally:
-        await agent.close()
+        await session.close()
     try:
         await asyncio.wait_for(client.wait_vm(vm_id), 30)
     except Exception:
@@ -140,11 +140,11 @@ async def cmd_exec(client, args) -> int:
     rows, cols = fmt.terminal_size()
     options = ExecOptions(argv=args.cmd, env=[e for e in env if e], workdir=args.workdir, user=args.user,
                           tty=args.tty, interactive=args.interactive, rows=rows, cols=cols)
-    agent, session = await client.exec(args.vm, options)
+    session = await client.exec(args.vm, options)
     try:
         return await pump_session(session, interactive=args.interactive, tty=args.tty)
     finally:
-        await agent.close()
+        await session.close()
 
 
 async def cmd_stop(client, args) -> int:
@@ -162,6 +162,28 @@ async def cmd_wait(client, args) -> int:
         except _hypr_error() as exc:
             rc = _report(exc)
     return rc
+
+
+async def cmd_cp(client, args) -> int:
+    from pathlib import Path
+
+    src_vm, src_path = _vm_path(args.src)
+    dest_vm, dest_path = _vm_path(args.dest)
+    if bool(src_vm) == bool(dest_vm):
+        raise UsageError("cp copies between a VM and the host: exactly one of SRC and DEST must be VM:PATH")
+    if src_vm:
+        await client.copy_from_vm(src_vm, src_path, Path(dest_path).absolute())
+    else:
+        await client.copy_to_vm(dest_vm, Path(os.path.abspath(src_path)), dest_path, archive=args.archive)
+    return 0
+
+
+def _vm_path(text: str) -> tuple[str | None, str]:
+    """`VM:/path` -> (VM, /path); a host path (also one with a ':' after a '/') -> (None, path)."""
+    head, sep, tail = text.partition(":")
+    if sep and head and "/" not in head:
+        return head, tail
+    return None, text
 
 
 async def cmd_restart(client, args) -> int:
@@ -272,6 +294,25 @@ async def cmd_rmi(client, args) -> int:
         except _hypr_error() as exc:
             rc = _report(exc)
     return rc
+
+
+async def cmd_events(client, args) -> int:
+    from hypr_engine.events import Gap, parse_filters
+
+    filters = parse_filters(args.filter)
+    since = fmt.parse_time(args.since, "--since") if args.since else None
+    until = fmt.parse_time(args.until, "--until") if args.until else None
+    async for item in client.events(since_time=since, until_time=until, follow=True, filters=filters):
+        if isinstance(item, Gap):
+            if args.format == "json":
+                print(json.dumps({"Gap": {"Missed": item.missed, "FirstSeq": item.first_seq,
+                                          "LastSeq": item.last_seq}}), flush=True)
+            else:
+                print(f"hypr: warning: missed {item.missed} events (seq {item.first_seq}-{item.last_seq}): "
+                      "reading too slowly", file=sys.stderr, flush=True)
+            continue
+        print(json.dumps(fmt.event_json(item)) if args.format == "json" else fmt.event_line(item), flush=True)
+    return 0
 
 
 async def cmd_system_info(client, args) -> int:

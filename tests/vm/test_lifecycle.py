@@ -173,3 +173,41 @@ def test_logs_rotate_at_max_size(hypr_home, busybox):
     assert followed_lines[-1] == "finished" and len(followed_lines) >= 2990
     bad = hypr_home.run("run", "--rm", "--log-opt", "max-bytes=1", busybox, "true")
     assert bad.returncode == 125 and b"unknown log option" in bad.stderr
+
+
+def test_cp_round_trips_a_file_with_its_mode(hypr_home, busybox, tmp_path):
+    hypr_home.run("run", "-d", "--name", "box", busybox, "sleep", "600", check=True)
+    script = tmp_path / "tool.sh"
+    script.write_text("#!/bin/sh\necho tool ran\n")
+    script.chmod(0o750)
+    hypr_home.run("cp", str(script), "box:/usr/local/bin/tool", check=False)  # parent may not exist
+    hypr_home.run("exec", "box", "mkdir", "-p", "/opt/tools", check=True)
+    hypr_home.run("cp", str(script), "box:/opt/tools", check=True)            # into a directory
+    assert hypr_home.out("exec", "box", "/opt/tools/tool.sh") == "tool ran\n"
+    assert hypr_home.out("exec", "box", "stat", "-c", "%a %u", "/opt/tools/tool.sh") == "750 0\n"
+    hypr_home.run("exec", "box", "sh", "-c", "echo from the vm > /opt/tools/out.txt; chmod 640 /opt/tools/out.txt",
+                  check=True)
+    back = tmp_path / "back.txt"
+    hypr_home.run("cp", "box:/opt/tools/out.txt", str(back), check=True)      # as a new name
+    assert back.read_text() == "from the vm\n"
+    assert back.stat().st_mode & 0o777 == 0o640
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    hypr_home.run("cp", "box:/opt/tools", str(tree), check=True)              # a directory, into a directory
+    assert sorted(p.name for p in (tree / "tools").iterdir()) == ["out.txt", "tool.sh"]
+
+
+def test_cp_errors(hypr_home, busybox, tmp_path):
+    hypr_home.run("run", "-d", "--name", "box", busybox, "sleep", "600", check=True)
+    (tmp_path / "f").write_text("x")
+    for args, message in [
+        ([str(tmp_path / "f"), "box:/no/such/dir/f"], "no such directory in the vm"),
+        (["box:/no/such/file", str(tmp_path / "out")], "no such file or directory in the vm"),
+        ([str(tmp_path / "missing"), "box:/tmp"], "no such file or directory on the host"),
+        (["box:/etc/hostname", str(tmp_path / "no/dir/x")], "no such directory on the host"),
+        ([str(tmp_path / "f"), str(tmp_path / "g")], "exactly one of SRC and DEST"),
+    ]:
+        proc = hypr_home.run("cp", *args)
+        assert proc.returncode == 125, args
+        assert message.lower() in proc.stderr.decode().lower(), (args, proc.stderr)
+    assert not (tmp_path / "out").exists()
