@@ -682,7 +682,7 @@ static int make_member(struct copy *c, int pfd, const char *last, const char *pa
 		if (mknodat(pfd, last, t | 0600, makedev(e->devmajor, e->devminor)) < 0)
 			return sys_fail(m, "mknod", err, errlen);
 		if (fchownat(pfd, last, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    fchmodat(pfd, last, e->mode, 0) < 0)
+		    fchmodat(pfd, last, e->mode, AT_SYMLINK_NOFOLLOW) < 0)
 			return sys_fail(m, "chown/chmod", err, errlen);
 		utimensat(pfd, last, ts, AT_SYMLINK_NOFOLLOW);
 		return 0;

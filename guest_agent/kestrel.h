@@ -13,7 +13,7 @@
 
 #include "msg.h"
 
-#define KESTREL_AGENT "kestrel 0.1.0"
+#define KESTREL_AGENT "kestrel 0.2.0"
 #define PROTO_VERSION 1
 #define MAX_SESSIONS 32
 #define OUT_CREDIT_INIT 262144

@@ -13,6 +13,7 @@ import re
 import time
 from pathlib import Path
 
+from hypr_engine.crash import crash_point
 from hypr_engine.errors import Conflict, InvalidArgument, NotFound
 from hypr_engine.models import ImageInfo
 from hypr_engine.oci.archive import LoadedImage, import_rootfs, load_archive
@@ -36,6 +37,7 @@ class ImageService:
         if not archive.exists():
             raise NotFound(f"archive {archive} does not exist")
         loaded = await asyncio.to_thread(load_archive, archive, self.store)
+        crash_point("load.after_blobs")
         return [await self._record(img) for img in loaded]
 
     async def import_rootfs(self, tarball: Path, ref: str | None) -> ImageInfo:

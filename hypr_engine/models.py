@@ -105,3 +105,25 @@ class ExecOptions:
     interactive: bool = False
     rows: int = 24
     cols: int = 80
+
+
+@dataclass
+class RunProgress:
+    """One step of `run`/`create` (HyprClient.run_vm): image_resolved, created, rootfs_ready, started."""
+
+    stage: str
+    time: float
+    message: str = ""
+    vm: VmInfo | None = None       # set from `created` on
+
+
+@dataclass
+class VmDetails:
+    """A VM with where it lives at run time (HyprClient.inspect_vm)."""
+
+    vm: VmInfo
+    supervisor_pid: int | None
+    vmm_pid: int | None
+    vm_dir: str
+    log_path: str
+    control_socket: str

@@ -44,9 +44,9 @@ from hypr_engine.proc import ProcessRef
 PR_SET_PDEATHSIG = 1
 AGENT_CONNECT_TIMEOUT = 20.0
 KILL_MARGIN = 10.0          # seconds past the guest's grace period before QEMU is killed
-REQUEST_TYPES = {Msg.EXEC, Msg.PS, Msg.STATS, Msg.SHUTDOWN, Msg.KILL, Msg.PING}
+REQUEST_TYPES = {Msg.EXEC, Msg.PS, Msg.STATS, Msg.SHUTDOWN, Msg.KILL, Msg.PING, Msg.STAT, Msg.COPY_OUT, Msg.COPY_IN}
 SESSION_TYPES = {Msg.STDIN, Msg.RESIZE, Msg.SIGNAL, Msg.WINDOW}
-FINAL_TYPES = {Msg.EXIT, Msg.ERROR, Msg.STATS_REPLY, Msg.OK, Msg.PONG}
+FINAL_TYPES = {Msg.EXIT, Msg.ERROR, Msg.STATS_REPLY, Msg.OK, Msg.PONG, Msg.STAT_REPLY}
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
@@ -554,6 +554,7 @@ class Supervisor:
 
         self.db_execute("DELETE FROM vms WHERE id=? AND state IN ('exited','removing')", (self.vm_id,))
         shutil.rmtree(self.vm_dir, ignore_errors=True)
+        (self.vm_dir.parent.parent / "locks" / f"{self.vm_id}.lock").unlink(missing_ok=True)  # vms.py _lock_path
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -159,7 +159,23 @@ def system_info_text(info: dict[str, Any]) -> str:
     lines.append(f"QEMU:           {info.get('qemu')}")
     lines.append(f"VMs:            {info['vms']['total']} ({info['vms']['running']} running)")
     lines.append(f"Images:         {info['images']}")
+    if d := info.get("daemon"):
+        lines.append(f"Daemon:         hyprd {d['version']} (API {d['api_version']}), pid {d['pid']}, "
+                     f"up {human_duration(d['uptime_s'])}, socket {d['socket']}")
     return "\n".join(lines)
+
+
+def event_line(ev) -> str:
+    """`2026-11-28T14:00:00.123456Z vm die 0123456789ab (name=web, exit_code=0)`, as Docker prints events."""
+    ident = ev.id[:12] if ev.type == "vm" else ev.id
+    attrs = {"name": ev.name, **ev.attributes} if ev.name else dict(ev.attributes)
+    shown = ", ".join(f"{k}={v}" for k, v in attrs.items() if v != "")
+    return f"{iso(ev.time)} {ev.type} {ev.action} {ident}" + (f" ({shown})" if shown else "")
+
+
+def event_json(ev) -> dict[str, Any]:
+    return {"Seq": ev.seq, "Time": iso(ev.time), "TimeUnix": ev.time, "Type": ev.type, "Action": ev.action,
+            "ID": ev.id, "Name": ev.name, "Attributes": ev.attributes}
 
 
 def write_record(rec, *, timestamps: bool) -> None:

@@ -70,6 +70,9 @@ static void builtin_seeds(void)
 	fl_put_u32(&p, 1, 15); fl_put_u32(&p, 2, 5000);
 	put_frame(&s, T_SHUTDOWN, 4, &p); buf_clear(&p);
 	buf_append(&p, "ping", 4); put_frame(&s, T_PING, 5, &p); buf_clear(&p);
+	fl_put_str(&p, 1, "/etc/hosts"); put_frame(&s, T_STAT, 6, &p);
+	put_frame(&s, T_COPY_OUT, 7, &p); buf_clear(&p);
+	fl_put_str(&p, 1, "/tmp"); put_frame(&s, T_COPY_IN, 8, &p); buf_clear(&p);
 	add_seed(buf_head(&s), s.len);
 	/* A stale partial frame, then a new connection's SYNC + HELLO. */
 	struct buf t = { 0 };

@@ -64,6 +64,7 @@ static void check_fields(const uint8_t *p, size_t n)
 		for (uint32_t i = 0; i < c.argv.n; i++)
 			CHECK(c.argv.v[i] != NULL);
 		CHECK(c.argv.v[c.argv.n] == NULL && c.env.v[c.env.n] == NULL);
+		CHECK(c.health_argv.v[c.health_argv.n] == NULL);
 		msg_free_config(&c);
 	}
 	struct exec_req e;
@@ -79,6 +80,11 @@ static void check_fields(const uint8_t *p, size_t n)
 	struct shutdown_req s;
 	if (msg_parse_shutdown(p, n, &s, &why) == 0)
 		CHECK(well_formed);
+	struct path_req pr;
+	if (msg_parse_path(p, n, &pr, &why) == 0) {
+		CHECK(well_formed && pr.path && pr.path[0] && strlen(pr.path) <= n);
+		msg_free_path(&pr);
+	}
 }
 
 /* ---- frames ---- */

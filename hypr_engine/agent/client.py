@@ -21,12 +21,16 @@ from hypr_engine.errors import (
     CannotInvoke,
     CommandNotFound,
     HyprError,
+    NotFound,
     ProtocolError,
     Timeout,
     Unavailable,
 )
 
 WINDOW_BATCH = 32768
+# STAT, COPY_OUT and COPY_IN (PROTOCOL.md, "Copying files")
+PATH_TAG = 1            # the one field of their requests
+PATH_NOT_FOUND = 5      # their ERROR code for a path that does not exist
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,77 @@ class AgentClient:
             self._channels.pop(channel, None)
             raise ProtocolError(f"expected STARTED, got {fr.type:#x}")
         return ExecSession(self, channel, q, codec.parse_u32(fr.payload, "STARTED"))
+
+    # --- files: STAT, COPY_OUT, COPY_IN (PROTOCOL.md, "Copying files") --------------
+
+    async def _path_request(self, type_: int, path: str, timeout: float) -> tuple[int, asyncio.Queue[Frame], Frame]:
+        """Send a request whose body is one path; returns its channel, queue and first reply."""
+        channel, q = self._open_channel()
+        self._send(type_, channel, codec.encode_fields([(PATH_TAG, path)]))
+        try:
+            async with asyncio.timeout(timeout):
+                fr = await q.get()
+        except TimeoutError:
+            if type_ != Msg.STAT:  # a copy that may still start: end it in the guest
+                self._send(Msg.SIGNAL, channel, codec.u32(signal_mod.SIGKILL))
+            self._channels.pop(channel, None)
+            raise Timeout(f"the guest agent did not answer {Msg(type_).name} within {timeout:g} s") from None
+        if fr.type == Msg.ERROR:
+            self._channels.pop(channel, None)
+            err = codec.AgentError.parse(fr.payload)
+            if err.code == PATH_NOT_FOUND:
+                raise NotFound(f"no such file or directory in the VM: {path}")
+            raise HyprError(f"{Msg(type_).name.lower().replace('_', ' ')} {path}: {err.message}")
+        return channel, q, fr
+
+    async def stat(self, path: str, *, timeout: float = 30.0) -> dict:
+        """lstat() of `path` in the guest (symlinks are not followed).
+
+        Returns {"type": "file"|"dir"|"symlink"|"other", "mode": st_mode, "uid", "gid",
+        "size", "mtime" (seconds), "link": the symlink's target or None}; raises NotFound
+        when the path does not exist.
+        """
+        channel, _q, fr = await self._path_request(Msg.STAT, path, timeout)
+        self._channels.pop(channel, None)
+        if fr.type != Msg.STAT_REPLY:
+            raise ProtocolError(f"expected STAT_REPLY, got {fr.type:#x}")
+        f = codec.Fields(fr.payload)
+        return {
+            "type": f.str(1, "other"),
+            "mode": f.uint(2, 4, 0),
+            "uid": f.uint(3, 4, 0),
+            "gid": f.uint(4, 4, 0),
+            "size": f.uint(5, 8, 0),
+            "mtime": f.uint(6, 4, 0),
+            "link": f.str(7),
+        }
+
+    async def _copy_session(self, type_: int, path: str, timeout: float) -> "ExecSession":
+        channel, q, fr = await self._path_request(type_, path, timeout)
+        if fr.type != Msg.STARTED:
+            self._channels.pop(channel, None)
+            raise ProtocolError(f"expected STARTED, got {fr.type:#x}")
+        return ExecSession(self, channel, q, codec.parse_u32(fr.payload, "STARTED"))
+
+    async def copy_out(self, path: str, *, timeout: float = 30.0) -> "ExecSession":
+        """Stream `path` (file, directory tree or symlink, never followed) out of the guest.
+
+        The session's output() yields ("stdout", bytes) of a POSIX tar whose member names
+        are relative to the path's parent directory (/etc/hosts -> hosts, /etc -> etc/...);
+        the exit code is 0 once the whole archive came. Output credit is returned as the
+        caller consumes, as for exec. Raises NotFound when the path does not exist.
+        """
+        return await self._copy_session(Msg.COPY_OUT, path, timeout)
+
+    async def copy_in(self, path: str, *, timeout: float = 30.0) -> "ExecSession":
+        """Extract a tar into the existing directory `path` in the guest.
+
+        write() the archive, close_stdin(), then wait() for exit code 0. The guest's input
+        credit comes back through output(), so run wait() alongside write() for archives
+        above 256 KiB. A member the guest refuses (absolute, with "..", through a symlink)
+        ends the session: wait() raises. Raises NotFound when the directory does not exist.
+        """
+        return await self._copy_session(Msg.COPY_IN, path, timeout)
 
 
 class ExecSession:

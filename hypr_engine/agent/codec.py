@@ -36,6 +36,9 @@ class Msg(enum.IntEnum):
     SHUTDOWN = 0x09
     KILL = 0x0A
     PING = 0x0B
+    STAT = 0x0C
+    COPY_OUT = 0x0D
+    COPY_IN = 0x0E
     # guest -> host
     HELLO_OK = 0x81
     STARTED = 0x82
@@ -48,6 +51,7 @@ class Msg(enum.IntEnum):
     STATS_REPLY = 0x89
     OK = 0x8A
     PONG = 0x8B
+    STAT_REPLY = 0x8C
     # client -> supervisor (never reach the guest); see supervisor.py
     SV_WAIT = 0x40
     SV_STOP = 0x41

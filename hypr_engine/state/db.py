@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,6 +15,9 @@ from hypr_engine.state.schema import connect, migrate
 class Database:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        # One connection serves every task of the process (hyprd serves many clients at
+        # once): a write must not slip into another task's open transaction.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> "Database":
@@ -42,16 +46,18 @@ class Database:
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run one statement in its own transaction; returns the number of rows changed."""
-        async with self._conn.execute(sql, tuple(params)) as cur:
-            return cur.rowcount
+        async with self._write_lock:
+            async with self._conn.execute(sql, tuple(params)) as cur:
+                return cur.rowcount
 
     async def transaction(self, statements: list[tuple[str, Iterable[Any]]]) -> None:
         """Several statements, all or nothing."""
-        await self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, params in statements:
-                await self._conn.execute(sql, tuple(params))
-            await self._conn.execute("COMMIT")
-        except BaseException:
-            await self._conn.execute("ROLLBACK")
-            raise
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in statements:
+                    await self._conn.execute(sql, tuple(params))
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise

@@ -50,6 +50,69 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE vms ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: events (hypr_engine/events.py). Triggers write them in the same transaction as
+    # the change, whoever makes it (an engine, or a VM's supervisor with plain sqlite3),
+    # so no writer can forget one and none is lost while no daemon runs.
+    # AUTOINCREMENT: a sequence number is never reused, even after old rows are pruned.
+    """
+    CREATE TABLE events (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        time    REAL NOT NULL,                 -- Unix seconds
+        type    TEXT NOT NULL,                 -- vm | image
+        action  TEXT NOT NULL,
+        id      TEXT NOT NULL,
+        name    TEXT NOT NULL DEFAULT '',
+        attrs   TEXT NOT NULL DEFAULT '{}'     -- JSON object
+    ) STRICT;
+    CREATE INDEX events_time ON events(time);
+    CREATE TRIGGER vms_event_create AFTER INSERT ON vms BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'vm', 'create', NEW.id, NEW.name,
+                json_object('image', NEW.image_ref, 'state', NEW.state));
+    END;
+    CREATE TRIGGER vms_event_state AFTER UPDATE OF state ON vms WHEN NEW.state IS NOT OLD.state BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'vm',
+                CASE NEW.state WHEN 'starting' THEN 'start' WHEN 'stopping' THEN 'stop' WHEN 'exited' THEN 'die'
+                               WHEN 'restarting' THEN 'restart' WHEN 'removing' THEN 'remove' ELSE NEW.state END,
+                NEW.id, NEW.name,
+                json_object('image', NEW.image_ref, 'from', OLD.state, 'state', NEW.state,
+                            'exit_code', NEW.exit_code, 'error', NEW.error));
+    END;
+    CREATE TRIGGER vms_event_rename AFTER UPDATE OF name ON vms WHEN NEW.name IS NOT OLD.name BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'vm', 'rename', NEW.id, NEW.name,
+                json_object('image', NEW.image_ref, 'old_name', OLD.name));
+    END;
+    CREATE TRIGGER vms_event_destroy AFTER DELETE ON vms BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'vm', 'destroy', OLD.id, OLD.name,
+                json_object('image', OLD.image_ref, 'exit_code', OLD.exit_code));
+    END;
+    CREATE TRIGGER images_event_load AFTER INSERT ON images BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'load', NEW.id, '', '{}');
+    END;
+    CREATE TRIGGER images_event_delete AFTER DELETE ON images BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'delete', OLD.id, '', '{}');
+    END;
+    CREATE TRIGGER image_tags_event_tag AFTER INSERT ON image_tags BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'tag', NEW.image_id, NEW.ref, '{}');
+    END;
+    CREATE TRIGGER image_tags_event_retag AFTER UPDATE OF image_id ON image_tags
+    WHEN NEW.image_id IS NOT OLD.image_id BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'untag', OLD.image_id, OLD.ref, '{}');
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'tag', NEW.image_id, NEW.ref, '{}');
+    END;
+    CREATE TRIGGER image_tags_event_untag AFTER DELETE ON image_tags BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'untag', OLD.image_id, OLD.ref, '{}');
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -80,11 +143,26 @@ def migrate(conn: sqlite3.Connection) -> None:
             if conn.execute("PRAGMA user_version").fetchone()[0] != number:
                 conn.execute("ROLLBACK")
                 continue
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
             conn.execute(f"PRAGMA user_version={number + 1}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; a `;` inside a trigger's BEGIN ... END or a
+    string does not end one (sqlite3.complete_statement decides)."""
+    out: list[str] = []
+    current = ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n\t;"):
+                out.append(current.strip())
+            current = ""
+    if current.strip(" \n\t;"):
+        out.append(current.strip())
+    return out
