@@ -310,7 +310,7 @@ class VmService:
         boot = BootConfig(
             vm_id=info.id,
             argv=info.command,
-            env=compose_env(spec, config),
+            env=compose_env(spec, config, hostname=spec.hostname or info.id[:12]),
             hostname=spec.hostname or info.id[:12],
             upper_device="/dev/vdb" if upper is not None else None,
             workdir=spec.workdir or config.get("WorkingDir") or None,
@@ -688,7 +688,7 @@ class VmService:
             # As `docker exec`: the workload's environment, directory and user unless overridden.
             session = await client.exec(codec.ExecRequest(
                 argv=options.argv,
-                env=compose_env(info.spec, config, extra=options.env),
+                env=compose_env(info.spec, config, extra=options.env, hostname=info.spec.hostname or info.id[:12]),
                 workdir=options.workdir or info.spec.workdir or config.get("WorkingDir") or None,
                 user=options.user or info.spec.user or config.get("User") or None,
                 tty=options.tty, rows=options.rows, cols=options.cols, stdin=options.interactive,
@@ -705,7 +705,7 @@ class VmService:
             image = await self._images.get(info.image_id)
             config = image.config.get("config") or {}
             session = await client.exec(codec.ExecRequest(
-                argv=info.command, env=compose_env(info.spec, config),
+                argv=info.command, env=compose_env(info.spec, config, hostname=info.spec.hostname or info.id[:12]),
                 workdir=info.spec.workdir or config.get("WorkingDir") or None,
                 user=info.spec.user if info.spec.user is not None else (config.get("User") or None),
                 tty=info.spec.tty, rows=rows, cols=cols, stdin=info.spec.interactive, main=True,
@@ -733,7 +733,7 @@ def compose_argv(spec: VmSpec, image: ImageInfo) -> list[str]:
     return argv
 
 
-def compose_env(spec: VmSpec, image_config: dict, extra: list[str] = ()) -> list[str]:
+def compose_env(spec: VmSpec, image_config: dict, extra: list[str] = (), hostname: str = "") -> list[str]:
     """Image ENV, then `run -e`, then (for exec) `exec -e`; later wins."""
     env: dict[str, str] = {}
     for item in image_config.get("Env") or []:
@@ -743,7 +743,7 @@ def compose_env(spec: VmSpec, image_config: dict, extra: list[str] = ()) -> list
     for item in [*spec.env, *extra]:
         key, _, value = item.partition("=")
         env[key] = value
-    env.setdefault("HOSTNAME", spec.hostname or "")
+    env.setdefault("HOSTNAME", hostname)
     if spec.tty:
         env.setdefault("TERM", "xterm")
     return [f"{k}={v}" for k, v in env.items()]

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build HYPR's real test images, cached under ~/.cache/hypr/images/.
 
 * `debian-nginx.tar`: `hypr-test/debian-nginx:latest`, a three-layer docker-archive built
@@ -26,7 +25,7 @@ customize hook; layer 3's tree is layer 2's tree with entries removed and added 
 Python. Why not one mmdebstrap run with snapshots taken by hooks: a snapshot taken
 mid-run still holds apt's lists, logs and mmdebstrap's own temporary files, so the
 snapshot would have to replay mmdebstrap's clean-up; two runs both end cleaned by
-mmdebstrap itself, and the second costs about 40 s (no essential packages again).
+mmdebstrap itself, and the second costs 20-30 s (no essential packages again).
 
 Rebuilt only when the output is missing or this script (its hash is in the stamp) or
 the host's release changed. Downloaded .debs and apt's lists are kept between builds
@@ -59,10 +58,10 @@ from typing import BinaryIO
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hypr_engine.oci import writer as w  # noqa: E402
+from hypr_engine.oci import writer as w
 
 EPOCH = 1_700_000_000  # SOURCE_DATE_EPOCH: mtime of everything the build creates itself
-CREATED = datetime.datetime.fromtimestamp(EPOCH, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+CREATED = datetime.datetime.fromtimestamp(EPOCH, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NGINX_REF = "hypr-test/debian-nginx:latest"
 NOSHELL_REF = "hypr-test/noshell:latest"
@@ -187,9 +186,9 @@ class TarTree:
         self.nodes = nodes
 
     @classmethod
-    def from_tar(cls, path: Path) -> "TarTree":
+    def from_tar(cls, path: Path) -> TarTree:
         nodes: dict[str, Node] = {}
-        tf = tarfile.open(path, "r:")  # kept open: Node.data reads from it later
+        tf = tarfile.open(path, "r:")  # noqa: SIM115 (kept open: Node.data reads from it later)
         for m in tf:
             name = _norm(m.name)
             if not name or any(name.startswith(p) for p in IGNORED_CHILDREN):
@@ -209,7 +208,7 @@ class TarTree:
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
                 content: object = h.hexdigest()
-                data = (lambda tf=tf, m=m: tf.extractfile(m))  # noqa: E731
+                data = lambda tf=tf, m=m: tf.extractfile(m)
             elif m.issym():
                 content, data = m.linkname, None
             elif m.ischr() or m.isblk():
@@ -223,7 +222,7 @@ class TarTree:
             nodes[name] = Node(info, sig, data)
         return cls(nodes)
 
-    def derive(self, remove: Iterable[str] = (), add: Iterable[w.TarEntry] = ()) -> "TarTree":
+    def derive(self, remove: Iterable[str] = (), add: Iterable[w.TarEntry] = ()) -> TarTree:
         """A new tree: this one without `remove` (whole subtrees) and with `add` (replacing)."""
         gone = [p.strip("/") for p in remove]
         for p in gone:
@@ -237,7 +236,7 @@ class TarTree:
             info.name = name
             sig = (info.type, info.mode, info.uid, info.gid, int(info.mtime),
                    hashlib.sha256(entry.data).hexdigest() if info.isreg() else info.linkname, ())
-            data = (lambda d=entry.data: io.BytesIO(d)) if info.isreg() else None  # noqa: E731
+            data = (lambda d=entry.data: io.BytesIO(d)) if info.isreg() else None
             nodes.pop(name, None)
             nodes[name] = Node(info, sig, data)
         return TarTree(nodes)
@@ -280,10 +279,13 @@ def write_layer(new: TarTree, d: Diff, dest: Path) -> tuple[int, int]:
             info = copy.copy(node.info)
             info.pax_headers = dict(node.info.pax_headers)
             if info.islnk() and info.linkname not in written:
-                # Its target is unchanged and lives in a lower layer: a self-contained copy.
-                target = new.nodes[info.linkname].info
-                info.type, info.size, info.linkname = tarfile.REGTYPE, target.size, ""
-            if info.isreg():
+                # Its target is not in this layer (unchanged, below): a self-contained copy.
+                assert node.data is not None
+                with node.data() as f:
+                    payload = f.read()
+                info.type, info.size, info.linkname = tarfile.REGTYPE, len(payload), ""
+                tf.addfile(info, io.BytesIO(payload))
+            elif info.isreg():
                 assert node.data is not None
                 with node.data() as f:
                     tf.addfile(info, f)
@@ -342,6 +344,8 @@ def mmdebstrap(args: list[str], codename: str, out: Path, apt_cache: Path, logfi
         '--setup-hook=mkdir -p "$1"/var/cache/apt/archives "$1"/var/lib/apt/lists',
         f"--setup-hook=sync-in {debs} /var/cache/apt/archives/",
         f"--setup-hook=sync-in {lists} /var/lib/apt/lists/",
+        # sync-in copies the cache directories' owner too (the user's own, in unshare mode)
+        '--setup-hook=chown -R 0:0 "$1"/var/cache/apt/archives "$1"/var/lib/apt/lists',
         *args,
         f"--customize-hook=sync-out /var/cache/apt/archives {debs}",
         f"--customize-hook=sync-out /var/lib/apt/lists {lists}",
@@ -358,7 +362,7 @@ def mmdebstrap(args: list[str], codename: str, out: Path, apt_cache: Path, logfi
         lf.flush()
         try:
             proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT,
-                                  env=_mm_env(), timeout=timeout)
+                                  env=_mm_env(), timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
             raise BuildError(f"mmdebstrap ran past {timeout:.0f} s; its output is in {logfile}") from None
     if proc.returncode != 0:
@@ -476,7 +480,7 @@ def build_noshell(out: Path, work: Path) -> dict:
     src, binary = work / "hello.c", work / "hello"
     src.write_text(HELLO_C)
     cc = subprocess.run(["musl-gcc", "-static", "-Os", "-s", "-Wall", "-Werror", "-o", str(binary), str(src)],
-                        capture_output=True, timeout=120)
+                        capture_output=True, timeout=120, check=False)
     if cc.returncode != 0:
         raise BuildError(f"musl-gcc failed: {cc.stderr.decode(errors='replace')}")
     t = {"mtime": EPOCH}
@@ -517,6 +521,13 @@ def stamp_key(codename: str) -> str:
     return h.hexdigest()
 
 
+def _stamped_key(stamp: Path) -> str | None:
+    try:
+        return json.loads(stamp.read_text()).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hypr" / "images"
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -537,10 +548,9 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.only or sorted(IMAGES):
                 out = out_dir / IMAGES[name]
                 stamp = out.with_name(out.name + ".stamp")
-                if not args.force and out.is_file() and stamp.is_file():
-                    if json.loads(stamp.read_text()).get("key") == key:
-                        log(f"{out} is up to date")
-                        continue
+                if not args.force and out.is_file() and _stamped_key(stamp) == key:
+                    log(f"{out} is up to date")
+                    continue
                 log(f"building {out}")
                 stamp.unlink(missing_ok=True)
                 work = Path(tempfile.mkdtemp(prefix=f".work-{name}-", dir=out_dir))
