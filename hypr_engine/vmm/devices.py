@@ -1,14 +1,16 @@
 """The device plan: what a VM can attach, within what the machine type allows.
 
-QEMU's `microvm` machine without ACPI offers exactly 8 virtio-mmio slots (a
-ninth device fails with "No 'virtio-bus' bus found", DESIGN.md). Every disk,
-NIC, share and the serial/rng devices take one. The plan is checked before a
+QEMU's `microvm` machine offers 24 virtio-mmio slots with ACPI and exactly 8
+without (a ninth device fails with "No 'virtio-bus' bus found", DESIGN.md).
+Both HYPR's kernel and the Debian fallback boot with ACPI, which measured no
+slower (docs/decisions.md). Every disk, NIC, share and the serial/rng devices
+take one slot. The plan is checked before a
 VM boots, so "too many volumes" is a clear error instead of a QEMU failure.
 
 Slot use of an ordinary VM:
     root disk (squashfs) 1 · writable layer disk 1 (none with --rm: tmpfs)
     virtio-serial (log + agent ports, one device) 1 · rng 1 · NIC per network
-leaving 3-4 slots for volumes and bind mounts.
+leaving 19-20 slots for volumes, bind mounts and more NICs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass, field
 
 from hypr_engine.errors import InvalidArgument
 
-MICROVM_SLOTS = 8
+MICROVM_SLOTS = 8          # -M microvm,acpi=off
+MICROVM_ACPI_SLOTS = 24    # -M microvm,acpi=on
 
 
 @dataclass

@@ -112,6 +112,14 @@ class GuestArtifacts:
 KERNEL_KINDS = ("hypr", "debian")
 
 
+def _built_with(config: Path, line: str) -> bool:
+    """Whether a kernel's saved .config has `line` (kernels built before ACPI lack it)."""
+    try:
+        return line in config.read_text().splitlines()
+    except OSError:
+        return False
+
+
 def find_guest_artifacts() -> GuestArtifacts:
     """The kernel and kestrel's initramfs, and why.
 
@@ -143,8 +151,11 @@ def find_guest_artifacts() -> GuestArtifacts:
     if forced != "debian" and built:
         kernel = built[-1]
         why = "forced by HYPR_KERNEL_KIND=hypr" if forced else "the HYPR kernel is built"
+        acpi = _built_with(kernel.parent / "config", "CONFIG_ACPI=y")
         return GuestArtifacts(
-            kernel, "hypr", f"{why} (kernel_build/build.sh, {kernel.parent.name})", initramfs, ireason,
+            kernel, "hypr", f"{why} (kernel_build/build.sh, {kernel.parent.name})"
+            + (", booted with ACPI (24 device slots)" if acpi else ", without ACPI (8 device slots)"),
+            initramfs, ireason, acpi=acpi,
         )
     if forced == "hypr":
         raise Unavailable(

@@ -1,10 +1,10 @@
 """The QEMU adapter: a VM's launch description in, QEMU's argv out.
 
 Everything QEMU-specific lives here; the supervisor only runs the argv it is
-given. The machine is `microvm` (no PCI, no firmware, virtio-mmio devices the
-kernel learns about from the command line, which needs `acpi=off`). The
-fallback (Debian) kernel cannot read them from there (it lacks
-VIRTIO_MMIO_CMDLINE_DEVICES) and gets them from ACPI tables instead (`acpi`).
+given. The machine is `microvm` (no firmware, virtio-mmio devices). With
+`acpi` the kernel finds the devices in ACPI tables (24 slots; the Debian
+fallback kernel can only do this, it lacks VIRTIO_MMIO_CMDLINE_DEVICES);
+without, QEMU lists them on the kernel command line (8 slots).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hypr_engine.vmm.devices import Device, DevicePlan
+from hypr_engine.vmm.devices import MICROVM_ACPI_SLOTS, MICROVM_SLOTS, Device, DevicePlan
 
 LOG_PORT = "org.hypr.log"
 AGENT_PORT = "org.hypr.agent"
@@ -39,7 +39,7 @@ class VmLaunch:
 
 
 def device_plan(launch: VmLaunch) -> DevicePlan:
-    plan = DevicePlan()
+    plan = DevicePlan(slots=MICROVM_ACPI_SLOTS if launch.acpi else MICROVM_SLOTS)
     plan.add(Device("disk", "root filesystem", [
         "-drive", f"id=root,file={launch.rootfs},format=raw,if=none,readonly=on,cache=unsafe",
         "-device", "virtio-blk-device,drive=root",
