@@ -190,4 +190,15 @@ def _dump() -> None:
     OUT.write_text(json.dumps({"marks": marks, **extra}))
 
 
+# The CLI ends with os._exit (no interpreter teardown), which skips atexit: dump first.
+_real_exit = os._exit
+
+
+def _exit_after_dump(code: int) -> None:
+    atexit.unregister(_dump)
+    _dump()
+    _real_exit(code)
+
+
+os._exit = _exit_after_dump
 cli.main(ARGS)

@@ -12,14 +12,16 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hypr_engine.crash import crash_point
 from hypr_engine.errors import Conflict, InvalidArgument, NotFound
 from hypr_engine.models import ImageInfo
-from hypr_engine.oci.archive import LoadedImage, import_rootfs, load_archive
 from hypr_engine.oci.content import ContentStore
+
+if TYPE_CHECKING:
+    from hypr_engine.oci.archive import LoadedImage
 from hypr_engine.oci.reference import parse_reference
-from hypr_engine.oci.rootfs import RootfsBuilder
 from hypr_engine.paths import Layout
 from hypr_engine.state.db import Database
 
@@ -31,11 +33,22 @@ class ImageService:
         self._db = db
         self._layout = layout
         self.store = ContentStore(layout.blobs)
-        self.rootfs = RootfsBuilder(layout.rootfs_cache, self.store)
+        self._rootfs = None
+
+    @property
+    def rootfs(self):
+        """The squashfs builder, imported on first use: `ps` and `exec` never need it."""
+        if self._rootfs is None:
+            from hypr_engine.oci.rootfs import RootfsBuilder
+
+            self._rootfs = RootfsBuilder(self._layout.rootfs_cache, self.store)
+        return self._rootfs
 
     async def load(self, archive: Path) -> list[ImageInfo]:
         if not archive.exists():
             raise NotFound(f"archive {archive} does not exist")
+        from hypr_engine.oci.archive import load_archive
+
         loaded = await asyncio.to_thread(load_archive, archive, self.store)
         crash_point("load.after_blobs")
         return [await self._record(img) for img in loaded]
@@ -44,13 +57,15 @@ class ImageService:
         if not tarball.exists():
             raise NotFound(f"tarball {tarball} does not exist")
         tag = parse_reference(ref).familiar() if ref else None
+        from hypr_engine.oci.archive import import_rootfs
+
         loaded = await asyncio.to_thread(import_rootfs, tarball, self.store)
         if ref:
             loaded.repo_tags = [str(parse_reference(ref))]
         del tag
         return await self._record(loaded)
 
-    async def _record(self, img: LoadedImage) -> ImageInfo:
+    async def _record(self, img: "LoadedImage") -> ImageInfo:
         layers = [{"digest": d.digest, "media_type": d.media_type, "size": d.size} for d in img.layers]
         statements: list[tuple[str, tuple]] = [(
             "INSERT INTO images (id, manifest_digest, config_json, layers_json, diff_ids_json, size, created, added_at) "

@@ -72,4 +72,7 @@ fi
 step "test images"
 .venv/bin/python scripts/build_test_images.py ||
   printf '\033[1;33mwarning: the test images were not built (see above); the real-image tests will fail\033[0m\n' >&2
+# Bytecode once, here: the environment may forbid writing it at run time (PYTHONDONTWRITEBYTECODE)
+# and every `hypr` call and supervisor would compile HYPR from source (bench/README.md).
+.venv/bin/python -m compileall -q hypr_engine hypr_tui >/dev/null
 step "ready"
