@@ -41,3 +41,29 @@ def test_actions_on_a_selection_have_unique_dashboard_keys():
 def test_destructive_actions_are_marked():
     for name in ("stop", "kill", "rm", "rmi", "restart"):
         assert next(a for a in ACTIONS if a.name == name).destructive
+
+
+async def test_the_dashboard_binds_every_action_on_a_selection_and_lists_every_action():
+    """Every action with a target is a key on the dashboard's selection (the VM or image table),
+    every action has a dashboard handler, and the command palette lists every action."""
+    from hypr_tui.tui.app import HyprApp, handler_name
+    from hypr_tui.tui.fake import FIXED_NOW, FakeClient
+    from hypr_tui.tui.widgets.tables import ImageTable, VmTable
+
+    app = HyprApp(FakeClient(), clock=lambda: FIXED_NOW, hostname="test", live=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        for target, table_type in (("vm", VmTable), ("image", ImageTable)):
+            if target == "image":
+                await pilot.press("tab")
+            table = app.screen.query_one(table_type)
+            table.focus()
+            await pilot.pause()
+            bound = {key: active.binding.action for key, active in app.screen.active_bindings.items()}
+            for action in (a for a in ACTIONS if a.target == target):
+                assert bound.get(action.key) == f"registry({action.name!r})", (target, action.name)
+        titles = [cmd.title for cmd in app.get_system_commands(app.screen)]
+        for action in ACTIONS:
+            assert any(t == f"hypr {action.name}" or t.startswith(f"hypr {action.name}  ") for t in titles), \
+                action.name
+            assert callable(getattr(app, handler_name(action), None)), action.name

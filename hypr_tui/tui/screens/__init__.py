@@ -1,0 +1,1 @@
+"""Full-page screens and dialogs of the dashboard."""

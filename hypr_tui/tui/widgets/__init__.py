@@ -1,0 +1,1 @@
+"""Widgets of the dashboard: tables, the virtual log view, the terminal emulator."""
