@@ -7,16 +7,30 @@ is written once and the two transports cannot drift apart.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Iterable
 
 from hypr_engine.agent.client import AgentClient, ExecSession
+from hypr_engine.errors import NotFound
 from hypr_engine.events import Event, EventBus, Gap
-from hypr_engine.logfile import LogRecord
+from hypr_engine.logfile import LogRecord, exit_record, parse_line, tail_offset
 from hypr_engine.logview import LogView, Page, Positioned
 from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
 from hypr_engine.proc import ProcessRef
+from hypr_engine.state.machine import ACTIVE_STATES, VmState
+
+HOLD_SECONDS = 120.0        # how long the log of a --rm VM this transport started stays readable
+
+
+@dataclass
+class _HeldLog:
+    vm_id: str
+    name: str
+    fd: int
+    until: float
 
 
 class LocalExec:
@@ -67,11 +81,89 @@ class EmbeddedTransport:
     def __init__(self, engine) -> None:
         self.engine = engine
         self._bus: EventBus | None = None
+        self._held: dict[str, _HeldLog] = {}
+        self._holders: set[asyncio.Task] = set()
 
     async def close(self) -> None:
+        for task in list(self._holders):
+            task.cancel()
+        for held in self._held.values():
+            os.close(held.fd)
+        self._held.clear()
         if self._bus is not None:
             await self._bus.close()
         await self.engine.close()
+
+    # --- the logs of --rm VMs ----------------------------------------------------------
+    #
+    # A `--rm` VM's supervisor deletes its row and directory, log included, as soon as it
+    # ends, whether or not anyone watches. `hypr run --rm` reads the log (and the exit
+    # code in it) after `start` returns, so a workload that ends at once could take its
+    # output with it before the reader opens the file. So this transport opens the log of
+    # every --rm VM it starts as soon as the file appears, and keeps it open for a while:
+    # `logs` and `wait_vm` read from that descriptor, which outlives the unlink.
+
+    def _hold_log(self, vm: VmInfo) -> None:
+        async def hold() -> None:
+            path = self.engine.vms.log_path(vm.id)
+            deadline = time.monotonic() + 300
+            next_check = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    if time.monotonic() >= next_check:  # gave up booting, or already gone
+                        next_check = time.monotonic() + 0.5
+                        try:
+                            if (await self.engine.vms.get(vm.id)).state not in ("created", "starting"):
+                                return
+                        except NotFound:
+                            return
+                    await asyncio.sleep(0.01)
+                    continue
+                self._held[vm.id] = _HeldLog(vm.id, vm.name, fd, time.monotonic() + HOLD_SECONDS)
+                return
+
+        task = asyncio.ensure_future(hold())
+        self._holders.add(task)
+        task.add_done_callback(self._holders.discard)
+
+    def _held_log(self, ref: str) -> _HeldLog | None:
+        now = time.monotonic()
+        for vm_id, held in list(self._held.items()):
+            if held.until < now:
+                os.close(held.fd)
+                del self._held[vm_id]
+        matches = [h for h in self._held.values() if ref in (h.vm_id, h.name) or (len(ref) >= 4 and
+                                                                                     h.vm_id.startswith(ref))]
+        return matches[0] if len(matches) == 1 else None
+
+    async def _still_active(self, vm_id: str) -> bool:
+        try:
+            return VmState((await self.engine.vms.get(vm_id)).state) in ACTIVE_STATES
+        except NotFound:
+            return False
+
+    async def _held_records(self, held: _HeldLog, follow: bool, tail: int | None) -> AsyncIterator[LogRecord]:
+        path = Path(f"/proc/self/fd/{held.fd}")
+        with open(path, "rb") as f:   # a description of its own: the held one keeps its offset
+            f.seek(tail_offset(path, tail) if tail is not None else 0)
+            pending = b""
+            while True:
+                chunk = f.read(1 << 16)
+                if chunk:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        if rec := parse_line(line):
+                            yield rec
+                    continue
+                if not follow or not await self._still_active(held.vm_id):
+                    for line in (pending + f.read()).split(b"\n"):
+                        if line and (rec := parse_line(line)):
+                            yield rec
+                    return
+                await asyncio.sleep(0.05)
 
     @property
     def bus(self) -> EventBus:
@@ -114,11 +206,14 @@ class EmbeddedTransport:
         # than inside start) only lets the caller see the step; start finds it ready.
         await self.engine.images.rootfs_for(await self.engine.images.get(vm.image_id))
         yield RunProgress("rootfs_ready", time.time(), "", vm)
-        vm = await self.engine.vms.start(vm.id)
+        vm = await self.start_vm(vm.id)
         yield RunProgress("started", time.time(), vm.state, vm)
 
     async def start_vm(self, ref: str) -> VmInfo:
-        return await self.engine.vms.start(ref)
+        vm = await self.engine.vms.get(ref)
+        if vm.auto_remove:
+            self._hold_log(vm)
+        return await self.engine.vms.start(vm.id)
 
     async def list_vms(self, *, all: bool = False) -> list[VmInfo]:
         return await self.engine.vms.list(all=all)
@@ -154,7 +249,10 @@ class EmbeddedTransport:
 
     async def logs(self, ref: str, *, follow: bool = False, tail: int | None = None,
                    since_ns: int | None = None, until_ns: int | None = None) -> AsyncIterator[LogRecord]:
-        async for rec in self.engine.vms.logs(ref, follow=follow, tail=tail):
+        held = self._held_log(ref)
+        records = (self._held_records(held, follow, tail) if held is not None
+                   else self.engine.vms.logs(ref, follow=follow, tail=tail))
+        async for rec in records:
             if since_ns is not None and rec.time_ns < since_ns:
                 continue
             if until_ns is not None and rec.time_ns >= until_ns:
@@ -202,7 +300,14 @@ class EmbeddedTransport:
             batches.close()
 
     async def wait_vm(self, ref: str) -> int:
-        return await self.engine.vms.wait(ref)
+        try:
+            return await self.engine.vms.wait(ref)
+        except NotFound:
+            held = self._held_log(ref)
+            code = exit_record(Path(f"/proc/self/fd/{held.fd}"))[0] if held is not None else None
+            if code is None:
+                raise
+            return code
 
     async def exec(self, ref: str, options: ExecOptions) -> LocalExec:
         return LocalExec(*await self.engine.vms.exec(ref, options))

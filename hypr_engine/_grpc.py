@@ -42,7 +42,7 @@ SLOW = 900.0            # boots (a first boot builds the root filesystem), loads
 DEADLINES = {
     "list": QUICK, "get": QUICK, "inspect": QUICK, "rename": QUICK, "kill": 90.0, "processes": 90.0,
     "stats": 120.0, "remove": 120.0, "start": SLOW, "stop": SLOW, "restart": SLOW, "load": 3600.0,
-    "import": 3600.0, "info": 60.0, "read_logs": 120.0, "images": QUICK, "remove_image": 300.0,
+    "import": 3600.0, "info": 60.0, "read_logs": 120.0, "images": QUICK, "remove_image": 300.0, "copy": 3600.0,
 }
 _CONNECTION_ERRORS = (StreamTerminatedError, ConnectionError, ProtocolError, EOFError, OSError)
 
@@ -247,6 +247,15 @@ class GrpcTransport:
     async def attach_main(self, ref: str, rows: int, cols: int) -> "GrpcExec":
         options = pb.ExecOptions(rows=rows, cols=cols)
         return await GrpcExec.start(self, pb.ExecStart(ref=ref, options=options, attach_main=True))
+
+    async def copy_to_vm(self, ref: str, src: Path, dest: str, *, archive: bool = False) -> None:
+        # hyprd runs on this host and reads the path itself (as for load): send it absolute.
+        request = pb.CopyToVmRequest(ref=ref, host_path=str(Path(src).absolute()), vm_path=dest, archive=archive)
+        await self._unary(self._vms.copy_to_vm, request, "copy")
+
+    async def copy_from_vm(self, ref: str, src: str, dest: Path) -> None:
+        request = pb.CopyFromVmRequest(ref=ref, vm_path=src, host_path=str(Path(dest).absolute()))
+        await self._unary(self._vms.copy_from_vm, request, "copy")
 
     async def processes(self, ref: str) -> list[dict[str, str]]:
         reply = await self._unary(self._vms.processes, pb.VmRef(ref=ref), "processes")

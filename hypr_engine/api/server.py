@@ -42,7 +42,8 @@ log = logging.getLogger("hyprd.api")
 T = TypeVar("T")
 LOG_BATCH_RECORDS = 512
 LOG_BATCH_BYTES = 256 * 1024
-MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import"}
+MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import", "CopyToVm",
+            "CopyFromVm"}
 
 
 class DaemonState:
@@ -247,6 +248,17 @@ class VmsService(pb.VmsBase):
             started = time.monotonic()
             yield await self.stats(message)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+    async def copy_to_vm(self, message: pb.CopyToVmRequest) -> pb.CopyResponse:
+        src = _absolute(message.host_path)
+        await self.s.detach(self.s.local.copy_to_vm(message.ref, src, message.vm_path, archive=message.archive))
+        return pb.CopyResponse()
+
+    async def copy_from_vm(self, message: pb.CopyFromVmRequest) -> pb.CopyResponse:
+        dest = _absolute(message.host_path)
+        await self.s.detach(self.s.local.copy_from_vm(message.ref, message.vm_path, dest))
+        return pb.CopyResponse()
 
 
 def _positioned(p) -> pb.PositionedRecord:

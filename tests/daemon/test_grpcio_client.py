@@ -37,6 +37,9 @@ CLIENT = textwrap.dedent('''
         out["hello_v9"] = [e.code().name, e.details()]
     out["health"] = system_pb2.HealthResponse.Status.Name(system.Health(system_pb2.HealthRequest(), timeout=10).status)
     out["images"] = [list(i.tags) for i in images.List(images_pb2.ListImagesRequest(), timeout=10).images]
+    image_info = images.Inspect(images_pb2.ImageRef(ref=image), timeout=10)
+    out["image"] = [image_info.id.startswith("sha256:"), json.loads(image_info.config_json)["architecture"],
+                    len(image_info.layers)]
     spec = types_pb2.VmSpec(image=image, name="grpcio-vm", cpus=1, memory_mb=256, restart="no",
                             command=types_pb2.StringList(items=["sleep", "600"]))
     steps = list(vms.Create(vms_pb2.CreateRequest(spec=spec, start=boot), timeout=600))
@@ -70,6 +73,13 @@ CLIENT = textwrap.dedent('''
         out["processes"] = sorted(p.comm for p in vms.Processes(vms_pb2.VmRef(ref="grpcio-vm"), timeout=60).processes)
         logs = list(vms.Logs(vms_pb2.LogsRequest(ref="grpcio-vm"), timeout=30))
         out["logs_batches"] = len(logs)
+        details = vms.Inspect(vms_pb2.VmRef(ref="grpcio-vm"), timeout=10)
+        out["inspect"] = [details.vm.name, details.supervisor_pid > 1, details.vmm_pid > 1,
+                          details.log_path.endswith("/log")]
+        stream = vms.StreamStats(vms_pb2.StatsRequest(all=True, interval_ms=300), timeout=60)
+        samples = [next(stream), next(stream)]
+        stream.cancel()
+        out["stream_stats"] = [[(s.name, s.error or "", s.mem_limit > 0) for s in r.stats] for r in samples]
     vms.Remove(vms_pb2.RemoveRequest(ref=vm.id, force=True), timeout=60)
     seen = [e.event.action for e in events.Watch(events_pb2.WatchEventsRequest(since_seq=0, follow=False),
                                                   timeout=30) if e.WhichOneof("kind") == "event"]
@@ -103,6 +113,7 @@ def test_grpcio_client_calls_hyprd(hypr_home, hyprd, busybox, tmp_path):
     assert out["hello_v9"][0] == "FAILED_PRECONDITION" and "incompatible API versions" in out["hello_v9"][1]
     assert out["health"] == "SERVING"
     assert out["images"] == [["hypr/busybox:latest"]]
+    assert out["image"][0] and out["image"][2] >= 1
     assert out["stages"] == ["image_resolved", "created"]
     assert out["state"] == "created" and out["get_by_prefix"] == "grpcio-vm"
     assert out["not_found"] == ["NOT_FOUND", "no such VM: nosuch", "type.googleapis.com/hypr.v1.ErrorInfo",
@@ -117,4 +128,6 @@ def test_grpcio_client_boots_and_execs(hypr_home, hyprd, busybox, tmp_path):
     assert out["state"] == "running"
     assert out["exec"] == ["hello from grpcio\n", "err\n", 5, True]
     assert "sleep" in out["processes"]
+    assert out["inspect"] == ["grpcio-vm", True, True, True]
+    assert out["stream_stats"] == [[["grpcio-vm", "", True]]] * 2
     assert out["events"][-5:] == ["create", "start", "running", "remove", "destroy"]

@@ -89,14 +89,38 @@ def _collect(home) -> list[tuple[int, bytes, bytes]]:
     return out
 
 
-def test_cli_output_is_identical_embedded_and_through_hyprd(hypr_home, busybox, hyprd_factory):
+def _copies(home, tmp_path, tag: str) -> list:
+    """`hypr cp` both ways and its errors; host paths differ per run, results must not."""
+    src = tmp_path / f"src-{tag}"
+    src.mkdir()
+    (src / "note.txt").write_text("copied in\n")
+    out_dir = tmp_path / f"out-{tag}"
+    out_dir.mkdir()
+    results = []
+    for args in (("cp", str(src / "note.txt"), "web:/tmp/note.txt"),
+                 ("exec", "web", "cat", "/tmp/note.txt"),
+                 ("cp", "web:/tmp/note.txt", str(out_dir)),
+                 ("cp", "web:/no/such/file", str(out_dir)),
+                 ("cp", str(tmp_path / "missing"), "web:/tmp/")):
+        proc = home.run(*args, timeout=120)
+        results.append((proc.returncode, proc.stdout,
+                        proc.stderr.replace(str(tmp_path).encode(), b"<tmp>").replace(tag.encode(), b"<tag>")))
+    results.append((out_dir / "note.txt").read_text())
+    return results
+
+
+def test_cli_output_is_identical_embedded_and_through_hyprd(hypr_home, busybox, hyprd_factory, tmp_path):
     hypr_home.run("run", "-d", "--name", "web", "-l", "tier=front", busybox, "sh", "-c",
                   "echo hello; echo oops >&2; exec sleep 100000", check=True)
     hypr_home.run("run", "-d", "--name", "done", busybox, "sh", "-c", "echo bye; printf partial; exit 3", check=True)
     assert hypr_home.out("wait", "done").strip() == "3"
     wait_for(lambda: hypr_home.run("logs", "web").stderr == b"oops\n", 60, what="web's output")
+    copies = _copies(hypr_home, tmp_path, "embedded")
     embedded = _collect(hypr_home)
     hyprd_factory.start()
+    assert _copies(hypr_home, tmp_path, "daemon") == copies
+    assert copies[1] == (0, b"copied in\n", b"") and copies[-1] == "copied in\n"
+    assert copies[3][0] == 125 and copies[4][0] == 125
     daemon = _collect(hypr_home)
     assert "Engine:         daemon" in hypr_home.out("system", "info")
     hyprd_factory.stop()

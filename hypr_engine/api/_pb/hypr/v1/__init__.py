@@ -5,6 +5,9 @@
 
 __all__ = (
     "AnyMessage",
+    "CopyFromVmRequest",
+    "CopyResponse",
+    "CopyToVmRequest",
     "CreateProgress",
     "CreateRequest",
     "DaemonInfo",
@@ -111,6 +114,52 @@ class AnyMessage(betterproto2.Message):
 
 
 default_message_pool.register_message("hypr.v1", "AnyMessage", AnyMessage)
+
+
+@dataclass(eq=False, repr=False)
+class CopyFromVmRequest(betterproto2.Message):
+    ref: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    vm_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    absolute
+    """
+
+    host_path: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    absolute, on the daemon's host
+    """
+
+
+default_message_pool.register_message("hypr.v1", "CopyFromVmRequest", CopyFromVmRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CopyResponse(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message("hypr.v1", "CopyResponse", CopyResponse)
+
+
+@dataclass(eq=False, repr=False)
+class CopyToVmRequest(betterproto2.Message):
+    ref: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    host_path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    absolute, on the daemon's host
+    """
+
+    vm_path: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    archive: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    keep owners (-a)
+    """
+
+
+default_message_pool.register_message("hypr.v1", "CopyToVmRequest", CopyToVmRequest)
 
 
 @dataclass(eq=False, repr=False)
@@ -1961,6 +2010,50 @@ class VmsStub(betterproto2_grpclib.ServiceStub):
         ):
             yield response
 
+    async def copy_to_vm(
+        self,
+        message: "CopyToVmRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CopyResponse":
+        """
+        Copy a file or tree from a path on the daemon's host into the VM (`hypr cp SRC
+        VM:DEST`, Docker's rules); hyprd reads the host path, as Images.Load does.
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Vms/CopyToVm",
+            message,
+            CopyResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def copy_from_vm(
+        self,
+        message: "CopyFromVmRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "CopyResponse":
+        """
+        Copy a file or tree out of the VM to a path on the daemon's host (`hypr cp VM:SRC
+        DEST`); hyprd writes the host path.
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Vms/CopyFromVm",
+            message,
+            CopyResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class EventsBase(betterproto2_grpclib.ServiceBase):
     """
@@ -2353,6 +2446,22 @@ class VmsBase(betterproto2_grpclib.ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield StatsResponse()
 
+    async def copy_to_vm(self, message: "CopyToVmRequest") -> "CopyResponse":
+        """
+        Copy a file or tree from a path on the daemon's host into the VM (`hypr cp SRC
+        VM:DEST`, Docker's rules); hyprd reads the host path, as Images.Load does.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def copy_from_vm(self, message: "CopyFromVmRequest") -> "CopyResponse":
+        """
+        Copy a file or tree out of the VM to a path on the daemon's host (`hypr cp VM:SRC
+        DEST`); hyprd writes the host path.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_create(
         self, stream: "grpclib.server.Stream[CreateRequest, CreateProgress]"
     ) -> None:
@@ -2507,6 +2616,22 @@ class VmsBase(betterproto2_grpclib.ServiceBase):
             request,
         )
 
+    async def __rpc_copy_to_vm(
+        self, stream: "grpclib.server.Stream[CopyToVmRequest, CopyResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.copy_to_vm(request)
+        await stream.send_message(response)
+
+    async def __rpc_copy_from_vm(
+        self, stream: "grpclib.server.Stream[CopyFromVmRequest, CopyResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.copy_from_vm(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/hypr.v1.Vms/Create": grpclib.const.Handler(
@@ -2616,5 +2741,17 @@ class VmsBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_STREAM,
                 StatsRequest,
                 StatsResponse,
+            ),
+            "/hypr.v1.Vms/CopyToVm": grpclib.const.Handler(
+                self.__rpc_copy_to_vm,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CopyToVmRequest,
+                CopyResponse,
+            ),
+            "/hypr.v1.Vms/CopyFromVm": grpclib.const.Handler(
+                self.__rpc_copy_from_vm,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                CopyFromVmRequest,
+                CopyResponse,
             ),
         }
