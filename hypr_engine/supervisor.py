@@ -90,6 +90,7 @@ class Supervisor:
         self.own_channels: set[int] = set()
         self.own_callbacks: dict[int, object] = {}
         self.health = HealthState()
+        self.health_recorded = False
 
     # --- database -------------------------------------------------------------
 
@@ -299,6 +300,10 @@ class Supervisor:
             self.health.restart()
         elif word == b"health":
             status, _, streak = rest.decode("ascii", "replace").partition(" ")
+            if status != self.health.status or not self.health_recorded:
+                # the row's column makes each change an event (schema migration 4)
+                self.db_execute("UPDATE vms SET health=? WHERE id=?", (status, self.vm_id))
+                self.health_recorded = True
             self.health.status = status
             self.health.failing_streak = int(streak) if streak.isdigit() else 0
         elif word == b"health-check":

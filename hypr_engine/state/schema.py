@@ -113,6 +113,16 @@ MIGRATIONS: list[str] = [
         VALUES ((julianday('now') - 2440587.5) * 86400.0, 'image', 'untag', OLD.image_id, OLD.ref, '{}');
     END;
     """,
+    # 4: health status in the row, so its changes are events (Docker's health_status)
+    """
+    ALTER TABLE vms ADD COLUMN health TEXT;
+    CREATE TRIGGER vms_event_health AFTER UPDATE OF health ON vms
+    WHEN NEW.health IS NOT OLD.health AND NEW.health IS NOT NULL BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'vm', 'health_status: ' || NEW.health, NEW.id,
+                NEW.name, json_object('image', NEW.image_ref, 'health', NEW.health));
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

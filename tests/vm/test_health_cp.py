@@ -267,3 +267,22 @@ async def test_copy_errors_for_missing_paths_and_truncated_archives(agent):
         await _copy_in(agent, "/tmp", whole[:1500])
     # the session table is clean afterwards: the agent still serves
     assert await agent.ping(b"still here") == b"still here"
+
+
+def test_health_changes_are_events(hypr_home, busybox):
+    import json as _json
+    import time as _time
+
+    hypr_home.run("run", "-d", "--name", "checked", "--health-cmd", "test -e /tmp/ok", "--health-interval", "1s",
+                  "--health-retries", "1", busybox, "sleep", "600", check=True)
+    deadline = _time.monotonic() + 60
+    while "(unhealthy)" not in hypr_home.out("ps") and _time.monotonic() < deadline:
+        _time.sleep(0.5)
+    hypr_home.run("exec", "checked", "touch", "/tmp/ok", check=True)
+    while "(healthy)" not in hypr_home.out("ps") and _time.monotonic() < deadline:
+        _time.sleep(0.5)
+    events = [_json.loads(line) for line in
+              hypr_home.out("events", "--since", "10m", "--until", "0s", "--format", "json").splitlines()]
+    actions = [e["Action"] for e in events if e["Name"] == "checked"]
+    health = [a for a in actions if a.startswith("health_status")]
+    assert health[:3] == ["health_status: starting", "health_status: unhealthy", "health_status: healthy"]
