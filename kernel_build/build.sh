@@ -19,7 +19,8 @@ if [ -z "$tarball" ]; then
 fi
 srcver=$(basename "$tarball" .tar.xz)              # linux-source-6.1
 pkgver=$(dpkg-query -W -f='${Version}' "$srcver" 2>/dev/null || echo unknown)
-fraghash=$(sha256sum "$fragment" "$0" | sha256sum | cut -c1-12)
+# Content only (not paths): a clone elsewhere reuses the same build.
+fraghash=$(cat "$fragment" "$0" | sha256sum | cut -c1-12)
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/hypr"
 out="${1:-$cache/kernel/${srcver#linux-source-}-${pkgver}-${fraghash}}"
 
