@@ -155,14 +155,19 @@ def rotate_if_needed(path: Path, max_size: int, max_file: int) -> bool:
     return True
 
 
-def read_plan(path: Path, tail: int | None) -> list[tuple[Path, int]]:
-    """(file, start offset) pairs, oldest first, covering all records or the last `tail` output records."""
+def log_files(path: Path) -> list[Path]:
+    """A VM's log files, oldest first: the rotated ones (`.N` ... `.1`), then the live one."""
     files = []
     i = 1
     while rotated(path, i).exists():
         files.append(rotated(path, i))
         i += 1
-    files = list(reversed(files)) + [path]
+    return list(reversed(files)) + [path]
+
+
+def read_plan(path: Path, tail: int | None) -> list[tuple[Path, int]]:
+    """(file, start offset) pairs, oldest first, covering all records or the last `tail` output records."""
+    files = log_files(path)
     if tail is None:
         return [(f, 0) for f in files]
     plan: list[tuple[Path, int]] = []

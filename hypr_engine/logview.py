@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from hypr_engine.errors import InvalidArgument
-from hypr_engine.logfile import LogRecord, parse_line, rotated
+from hypr_engine.logfile import LogRecord, log_files, parse_line
 
 STEP = 1024                 # one mark per this many lines
 BLOCK = 1 << 20
@@ -117,12 +117,7 @@ class LogView:
     """One consistent look at a VM's log files (sizes taken once)."""
 
     def __init__(self, log_path: Path) -> None:
-        files = []
-        i = 1
-        while rotated(log_path, i).exists():
-            files.append(rotated(log_path, i))
-            i += 1
-        files = list(reversed(files)) + [log_path]
+        files = log_files(log_path)
         self.parts: list[_Part] = []
         offset = count = 0
         for path in files:
