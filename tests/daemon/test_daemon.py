@@ -164,13 +164,13 @@ async def _create_until_prefix_collision(hypr_home, image: str) -> tuple[list[st
     client = await HyprClient.connect(Layout(hypr_home.data, hypr_home.runtime))
     try:
         ids: list[str] = []
-        for i in range(17):  # 17 ids, 16 hex digits: two share their first digit
+        for i in range(40):  # until two ids share their first hex digit and another has its own
             ids.append((await client.create_vm(VmSpec(image=image, name=f"c{i}", command=["true"]))).id)
             firsts = [x[0] for x in ids]
             dup = next((d for d in firsts if firsts.count(d) > 1), None)
-            if dup:
+            if dup and any(firsts.count(d) == 1 for d in firsts):
                 return ids, dup
-        raise AssertionError("no collision among 17 ids")
+        raise AssertionError("no collision beside a unique prefix among 40 ids")
     finally:
         await client.close()
 
