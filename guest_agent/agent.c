@@ -240,11 +240,25 @@ static void on_shutdown(const struct frame *f)
 
 static void on_kill(const struct frame *f)
 {
-	uint32_t sig = f->len == 4 ? get_be32(f->payload) : 0;
+	uint32_t sig = f->len >= 4 ? get_be32(f->payload) : 0;
+	if ((f->len != 4 && f->len != 8) || sig > 64) {
+		agent_send_error(f->channel, 1, "KILL needs a u32 signal number (and optionally a u32 pid)");
+		return;
+	}
+	if (f->len == 8) {
+		/* A chosen process: any pid but kestrel's own (1). */
+		uint32_t target = get_be32(f->payload + 4);
+		if (target == 0 || target == 1 || target > INT32_MAX)
+			agent_send_error(f->channel, 1, "KILL: invalid pid");
+		else if (kill((pid_t)target, (int)sig) < 0)
+			agent_send_error(f->channel, errno == ESRCH ? 5 : 1,
+					 errno == ESRCH ? "no such process" : "KILL failed");
+		else
+			agent_send(T_OK, 0, f->channel, NULL, 0);
+		return;
+	}
 	pid_t pid = workload_pid();
-	if (f->len != 4 || sig > 64)
-		agent_send_error(f->channel, 1, "KILL needs a u32 signal number");
-	else if (!pid || kill(pid, (int)sig) < 0)
+	if (!pid || kill(pid, (int)sig) < 0)
 		agent_send_error(f->channel, 3, "no workload is running");
 	else
 		agent_send(T_OK, 0, f->channel, NULL, 0);

@@ -244,6 +244,9 @@ class EmbeddedTransport:
     async def kill_vm(self, ref: str, sig: int | str) -> VmInfo:
         return await self.engine.vms.kill(ref, sig)
 
+    async def signal_process(self, ref: str, pid: int, sig: int | str) -> VmInfo:
+        return await self.engine.vms.signal_process(ref, pid, sig)
+
     async def rename_vm(self, ref: str, new_name: str) -> VmInfo:
         return await self.engine.vms.rename(ref, new_name)
 

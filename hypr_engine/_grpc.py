@@ -40,7 +40,7 @@ HELLO_TIMEOUT = 5.0
 QUICK = 30.0            # reads and small changes
 SLOW = 900.0            # boots (a first boot builds the root filesystem), loads, imports
 DEADLINES = {
-    "list": QUICK, "get": QUICK, "inspect": QUICK, "rename": QUICK, "kill": 90.0, "processes": 90.0,
+    "list": QUICK, "get": QUICK, "inspect": QUICK, "rename": QUICK, "kill": 90.0, "signal_process": 90.0, "processes": 90.0,
     "stats": 120.0, "remove": 120.0, "start": SLOW, "stop": SLOW, "restart": SLOW, "load": 3600.0,
     "import": 3600.0, "info": 60.0, "read_logs": 120.0, "images": QUICK, "remove_image": 300.0, "copy": 3600.0,
 }
@@ -207,6 +207,14 @@ class GrpcTransport:
         else:
             request.signal_name = str(sig)
         return await self._vm(self._vms.kill, request, "kill")
+
+    async def signal_process(self, ref: str, pid: int, sig: int | str) -> VmInfo:
+        request = pb.SignalProcessRequest(ref=ref, pid=pid)
+        if isinstance(sig, int):
+            request.signal_number = sig
+        else:
+            request.signal_name = str(sig)
+        return await self._vm(self._vms.signal_process, request, "signal_process")
 
     async def rename_vm(self, ref: str, new_name: str) -> VmInfo:
         return await self._vm(self._vms.rename, pb.RenameRequest(ref=ref, new_name=new_name), "rename")

@@ -426,6 +426,8 @@ class Supervisor:
         self.send_guest(codec.encode_frame(Frame(fr.type, global_channel, fr.payload, fr.flags)))
 
     def is_final_signal(self, payload: bytes) -> bool:
+        # Only the 4-byte form (the workload) counts; a KILL with a pid (8 bytes) signals one
+        # process of the guest and does not stop the VM.
         try:
             sig = codec.parse_u32(payload, "KILL")
         except ProtocolError:

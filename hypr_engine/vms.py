@@ -467,6 +467,23 @@ class VmService:
             await client.close()
         return await self.get(info.id)
 
+    async def signal_process(self, ref: str, pid: int, sig: int | str = signal.SIGKILL) -> VmInfo:
+        """Send a signal to one process of the guest by pid; the VM goes on unless it was the workload."""
+        sig = parse_signal(sig)
+        if not isinstance(pid, int) or isinstance(pid, bool) or pid < 2 or pid > 0x7FFFFFFF:
+            raise InvalidArgument(f"invalid pid {pid!r}: a process of the guest other than 1 (kestrel)")
+        info = await self.get(ref)
+        if info.state not in (VmState.RUNNING.value, VmState.STARTING.value):
+            raise Conflict(f"VM {info.name} is not running")
+        _, client = await self.agent(info.id, timeout=30)
+        try:
+            await client.kill(sig, pid)
+        except NotFound:
+            raise NotFound(f"no process {pid} in VM {info.name}") from None
+        finally:
+            await client.close()
+        return await self.get(info.id)
+
     async def rename(self, ref: str, new_name: str) -> VmInfo:
         info = await self.get(ref)
         if not NAME_RE.match(new_name):

@@ -21,6 +21,7 @@ from hypr_engine.errors import (
     CannotInvoke,
     CommandNotFound,
     HyprError,
+    InvalidArgument,
     NotFound,
     ProtocolError,
     Timeout,
@@ -129,7 +130,10 @@ class AgentClient:
     def _send(self, type_: int, channel: int, payload: bytes = b"") -> None:
         self._writer.write(codec.frame(type_, channel, payload))
 
-    async def _request(self, type_: int, payload: bytes = b"", *, timeout: float = 30.0) -> list[Frame]:
+    async def _request(self, type_: int, payload: bytes = b"", *, timeout: float = 30.0,
+                       errors: dict[int, type[HyprError]] | None = None) -> list[Frame]:
+        """Send a request and collect its replies; an ERROR raises HyprError, or the class that
+        `errors` names for its code."""
         channel, q = self._open_channel()
         try:
             self._send(type_, channel, payload)
@@ -139,7 +143,7 @@ class AgentClient:
                     fr = await q.get()
                     if fr.type == Msg.ERROR:
                         err = codec.AgentError.parse(fr.payload)
-                        raise HyprError(f"guest agent: {err.message}")
+                        raise (errors or {}).get(err.code, HyprError)(f"guest agent: {err.message}")
                     replies.append(fr)
                     if not fr.flags & codec.FLAG_MORE:
                         return replies
@@ -167,8 +171,13 @@ class AgentClient:
                 out[key] = int(value)
         return out
 
-    async def kill(self, sig: int) -> None:
-        await self._request(Msg.KILL, codec.u32(sig))
+    async def kill(self, sig: int, pid: int | None = None) -> None:
+        """Signal the workload, or with `pid` that process of the guest (not pid 1)."""
+        if pid is None:
+            await self._request(Msg.KILL, codec.u32(sig))
+            return
+        await self._request(Msg.KILL, codec.u32(sig) + codec.u32(pid),
+                            errors={PATH_NOT_FOUND: NotFound, codec.ErrorCode.BAD_REQUEST: InvalidArgument})
 
     async def stop(self, sig: int | None, grace_ms: int) -> None:
         """Ask the supervisor for a graceful stop (it kills QEMU past the grace period)."""

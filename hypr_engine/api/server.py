@@ -129,6 +129,11 @@ class VmsService(pb.VmsBase):
         sig = value if field else 9
         return convert.vm_to_pb(await self.s.detach(self.s.local.kill_vm(message.ref, sig)))
 
+    async def signal_process(self, message: pb.SignalProcessRequest) -> pb.Vm:
+        field, value = betterproto2.which_one_of(message, "signal")
+        sig = value if field else 9
+        return convert.vm_to_pb(await self.s.detach(self.s.local.signal_process(message.ref, message.pid, sig)))
+
     async def remove(self, message: pb.RemoveRequest) -> pb.RemoveResponse:
         return pb.RemoveResponse(id=await self.s.detach(self.s.local.remove_vm(message.ref, force=message.force)))
 

@@ -77,7 +77,12 @@ async def test_a_stalled_reader_does_not_stall_other_sessions(agent):
 
 
 async def test_process_list_and_stats(agent):
-    procs = await agent.ps()
+    # The hello can come a moment before the workload has exec'd `sleep`: look again briefly.
+    for _ in range(50):
+        procs = await agent.ps()
+        if any(p["cmdline"].startswith("sleep 600") for p in procs):
+            break
+        await asyncio.sleep(0.1)
     by_pid = {p["pid"]: p for p in procs}
     assert by_pid["1"]["comm"] == "init"  # kestrel
     assert any(p["cmdline"].startswith("sleep 600") for p in procs)
@@ -104,3 +109,28 @@ async def test_signals_resize_and_errors(agent):
 
     with pytest.raises(CommandNotFound):
         await agent.exec(codec.ExecRequest(argv=["/no/such/binary"]))
+
+
+async def test_kill_with_a_pid_signals_that_process_and_the_vm_goes_on(agent):
+    from hypr_engine.errors import InvalidArgument, NotFound
+
+    session = await agent.exec(codec.ExecRequest(argv=["sleep", "600"]))
+    workload = agent.hello.workload_pid
+    for _ in range(100):  # STARTED comes after fork(): the child may not have exec'd sleep yet
+        procs = await agent.ps()
+        pids = [int(p["pid"]) for p in procs if p["cmdline"].strip() == "sleep 600" and int(p["pid"]) != workload]
+        if pids:
+            break
+        await asyncio.sleep(0.05)
+    assert pids == [session.pid]
+    await agent.kill(15, pids[0])  # SIGTERM to the exec'd sleep, not to the workload
+    assert await asyncio.wait_for(session.wait(), 30) == 128 + 15
+    procs = await agent.ps()
+    assert str(workload) in {p["pid"] for p in procs}
+    assert not any(p["pid"] == str(pids[0]) for p in procs)
+    assert await agent.ping(b"still here") == b"still here"
+    with pytest.raises(NotFound):
+        await agent.kill(15, 999999)
+    with pytest.raises(InvalidArgument):
+        await agent.kill(15, 1)  # kestrel
+    assert str(workload) in {p["pid"] for p in await agent.ps()}

@@ -58,6 +58,7 @@ __all__ = (
     "Resize",
     "RpcStatus",
     "SearchLogsRequest",
+    "SignalProcessRequest",
     "StatsRequest",
     "StatsResponse",
     "StopRequest",
@@ -972,6 +973,39 @@ default_message_pool.register_message("hypr.v1", "SearchLogsRequest", SearchLogs
 
 
 @dataclass(eq=False, repr=False)
+class SignalProcessRequest(betterproto2.Message):
+    """
+
+
+    Oneofs:
+        - signal:
+    """
+
+    ref: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    pid: "int" = betterproto2.field(2, betterproto2.TYPE_UINT32)
+    """
+    in the guest, as Processes lists it; not 1 (kestrel)
+    """
+
+    signal_number: "int | None" = betterproto2.field(
+        3, betterproto2.TYPE_INT32, optional=True, group="signal"
+    )
+
+    signal_name: "str | None" = betterproto2.field(
+        4, betterproto2.TYPE_STRING, optional=True, group="signal"
+    )
+    """
+    "SIGUSR1", "USR1" or a number as text
+    """
+
+
+default_message_pool.register_message(
+    "hypr.v1", "SignalProcessRequest", SignalProcessRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class StatsRequest(betterproto2.Message):
     refs: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
 
@@ -1725,6 +1759,28 @@ class VmsStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         )
 
+    async def signal_process(
+        self,
+        message: "SignalProcessRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "Vm":
+        """
+        Send a signal to one process of a running VM, by its pid in the guest (default SIGKILL).
+        It does not stop the VM unless that process is the workload. NOT_FOUND without such a process.
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Vms/SignalProcess",
+            message,
+            Vm,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
     async def remove(
         self,
         message: "RemoveRequest",
@@ -2338,6 +2394,14 @@ class VmsBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def signal_process(self, message: "SignalProcessRequest") -> "Vm":
+        """
+        Send a signal to one process of a running VM, by its pid in the guest (default SIGKILL).
+        It does not stop the VM unless that process is the workload. NOT_FOUND without such a process.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def remove(self, message: "RemoveRequest") -> "RemoveResponse":
         """
         Remove a VM: its row, directory, sockets. An active VM needs `force`, which kills it.
@@ -2503,6 +2567,14 @@ class VmsBase(betterproto2_grpclib.ServiceBase):
         response = await self.kill(request)
         await stream.send_message(response)
 
+    async def __rpc_signal_process(
+        self, stream: "grpclib.server.Stream[SignalProcessRequest, Vm]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.signal_process(request)
+        await stream.send_message(response)
+
     async def __rpc_remove(
         self, stream: "grpclib.server.Stream[RemoveRequest, RemoveResponse]"
     ) -> None:
@@ -2662,6 +2734,12 @@ class VmsBase(betterproto2_grpclib.ServiceBase):
                 self.__rpc_kill,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 KillRequest,
+                Vm,
+            ),
+            "/hypr.v1.Vms/SignalProcess": grpclib.const.Handler(
+                self.__rpc_signal_process,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SignalProcessRequest,
                 Vm,
             ),
             "/hypr.v1.Vms/Remove": grpclib.const.Handler(
