@@ -52,6 +52,7 @@ MIN_SIZE = (80, 24)
 POLL_SECONDS = 1.5          # VM list, while there is no event stream
 EVENTS_POLL_SECONDS = 10.0  # VM list, as a safety net, while following events
 STATS_SECONDS = 2.0
+RECONNECT_SECONDS = 2.0     # between HyprClient.connect() tries once the daemon went away
 SLOW_SECONDS = 15.0         # images and system info
 # Widget bindings too basic for the help screen.
 _NOISE = {"cursor_left", "cursor_right", "page_left", "page_right", "scroll_left", "scroll_right",
@@ -61,6 +62,14 @@ _NOISE = {"cursor_left", "cursor_right", "page_left", "page_right", "scroll_left
 def handler_name(action: Action) -> str:
     """The HyprApp method that performs a registry action: `do_<name>` (spaces as _)."""
     return "do_" + action.name.replace(" ", "_")
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """A failure that means the engine is gone (hyprd stopped or crashed), not a refused call."""
+    from hypr_engine.errors import Unavailable
+
+    return isinstance(exc, (Unavailable, ConnectionError, EOFError)) or \
+        (isinstance(exc, OSError) and not isinstance(exc, (FileNotFoundError, PermissionError)))
 
 
 def error_text(exc: BaseException) -> str:
@@ -81,7 +90,8 @@ class HyprApp(App[None]):
 
     def __init__(self, client: Any = None, *, connect: Callable[[], Awaitable[Any]] | None = None,
                  clock: Callable[[], float] = time.time, hostname: str | None = None, live: bool = True,
-                 poll_seconds: float = POLL_SECONDS, stats_seconds: float = STATS_SECONDS) -> None:
+                 poll_seconds: float = POLL_SECONDS, stats_seconds: float = STATS_SECONDS,
+                 reconnect_seconds: float = RECONNECT_SECONDS) -> None:
         super().__init__()
         self.client = client
         self._connect = connect
@@ -90,6 +100,8 @@ class HyprApp(App[None]):
         self.live = live            # False: load once and never poll (the screenshots' fixed scene)
         self.poll_seconds = poll_seconds
         self.stats_seconds = stats_seconds
+        self.reconnect_seconds = reconnect_seconds
+        self.reconnecting = False    # a connection error seen: HyprClient.connect() is retried
         self.vms: list = []
         self.images: list = []
         self.info: dict = {}
@@ -161,7 +173,42 @@ class HyprApp(App[None]):
         if message != self.connection_error:
             self.notify(f"cannot reach the engine: {message}", severity="error", timeout=8)
         self.connection_error = message
+        if self._connect is not None and self.client is not None and self.loaded and is_disconnect(exc) \
+                and not self.reconnecting:
+            self.reconnecting = True
+            self.reconnect()
         self._broadcast()
+
+    @work(group="reconnect", exclusive=True, exit_on_error=False)
+    async def reconnect(self) -> None:
+        """The daemon went away: `HyprClient.connect()` every 2 s (an embedded engine when no
+        daemon answers, the daemon when it is back) until a call goes through, then refresh."""
+        try:
+            while True:
+                await asyncio.sleep(self.reconnect_seconds)
+                try:
+                    client = await asyncio.wait_for(self._connect(), 60)  # type: ignore[misc]
+                    await client.list_vms(all=True)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.connection_error = error_text(exc)
+                    self._broadcast()
+                    continue
+                old, self.client = self.client, client
+                for screen in self.screen_stack:   # open logs read their pages from the new one
+                    for view in screen.query("LogView"):
+                        if getattr(view.buffer, "remote", False):
+                            view.buffer.client = client
+                if old is not None and old is not client:
+                    with contextlib.suppress(Exception):
+                        await old.close()
+                break
+        finally:
+            self.reconnecting = False
+        await self.refresh_all()
+        if self.live and callable(getattr(self.client, "events", None)) and not self.following_events:
+            self.follow_events()
 
     def poll_vms(self) -> None:
         if self.following_events and time.monotonic() - self._last_vm_poll < EVENTS_POLL_SECONDS:

@@ -12,6 +12,8 @@ import asyncio
 import math
 import signal as signal_mod
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 from hypr_engine.errors import Conflict, NotFound
 from hypr_engine.logfile import LogRecord
@@ -274,6 +276,13 @@ class FakeClient:
             raise Conflict(f"VM {vm.name} is not running")
         return self._replace(vm, state="exited", exit_code=137, finished_at=FIXED_NOW)
 
+    async def signal_process(self, ref: str, pid: int, sig: int | str) -> VmInfo:
+        self.calls.append(("signal_process", ref, pid, sig))
+        vm = self._find(ref)
+        if vm.state != "running":
+            raise Conflict(f"VM {vm.name} is not running")
+        return vm
+
     async def remove_vm(self, ref: str, *, force: bool = False) -> str:
         self.calls.append(("rm", ref, force))
         vm = self._find(ref)
@@ -382,3 +391,60 @@ class FakeClient:
             "qemu": "/usr/bin/qemu-system-x86_64",
             "vms": {"total": len(self.vms), "running": running}, "images": len(self.images),
         }
+
+
+class _LogFileVms:
+    def __init__(self, vm: VmInfo, path: Path) -> None:
+        self.vm, self.path = vm, path
+
+    async def get(self, ref: str) -> VmInfo:
+        return self.vm
+
+    def log_path(self, vm_id: str) -> Path:
+        return self.path
+
+
+class LogFileClient(FakeClient):
+    """The fake HyprClient with one VM whose log is a real file in HYPR's record format
+    (`<ns> <kind> <text>` lines, logfile.py): `read_logs` and `search_logs` are the embedded
+    transport's own, over the engine's LogView; `logs(follow=True, tail=0)` yields a record
+    for each `append`. The paged log view and bench/logview.py use it: no VM, no engine."""
+
+    def __init__(self, path: Path, *, running: bool = True) -> None:
+        vm = _vm(1, "big", "docker.io/library/busybox:latest", "running" if running else "exited",
+                 age=3600, up=3600 if running else None)
+        super().__init__(vms=[vm], images=[])
+        from hypr_engine._embedded import EmbeddedTransport
+
+        self.path = Path(path)
+        self._transport = EmbeddedTransport(SimpleNamespace(vms=_LogFileVms(vm, self.path)))
+        self._appended = asyncio.Condition()
+        self._sequence = 0
+
+    async def read_logs(self, ref: str, **kwargs):
+        return await self._transport.read_logs(ref, **kwargs)
+
+    def search_logs(self, ref: str, pattern: str, **kwargs):
+        return self._transport.search_logs(ref, pattern, **kwargs)
+
+    def logs(self, ref: str, *, follow: bool = False, tail: int | None = None, **kwargs):
+        if tail is None or not follow:
+            raise AssertionError("the paged log view reads pages; it streams only new records")
+
+        async def gen():
+            seen = self._sequence
+            while self._find(ref).state == "running":
+                async with self._appended:
+                    await self._appended.wait_for(lambda seen=seen: self._sequence > seen)
+                for _ in range(self._sequence - seen):
+                    yield LogRecord(0, "o", b"")
+                seen = self._sequence
+        return gen()
+
+    async def append(self, lines: list[tuple[int, str, bytes]]) -> None:
+        """Write records to the log file, as the VM's log writer does, and tell the followers."""
+        with open(self.path, "ab") as f:
+            f.write(b"".join(b"%d %s %s\n" % (t, kind.encode(), payload) for t, kind, payload in lines))
+        async with self._appended:
+            self._sequence += len(lines)
+            self._appended.notify_all()

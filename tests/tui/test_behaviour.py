@@ -121,6 +121,45 @@ async def test_the_engine_going_away_and_coming_back():
         assert any("connected to the engine again" in m for m in messages(app))
 
 
+async def test_the_daemon_stopping_reconnects_every_two_seconds():
+    """A connection error: the status bar says so and HyprClient.connect() is retried (every
+    `reconnect_seconds`) until it gives a client that answers; then the app refreshes."""
+    first = FakeClient()
+    first.events = None
+    second = FakeClient()
+    second.events = None
+    tries: list[float] = []
+
+    async def connect():
+        tries.append(time.monotonic())
+        if len(tries) < 3:
+            raise Unavailable("hyprd's socket exists but nothing answers on it (connection refused)")
+        return second
+
+    app = make(first, live=True, poll_seconds=0.05, stats_seconds=0.05, connect=connect,
+               reconnect_seconds=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+
+        async def gone(**kwargs):
+            raise Unavailable("lost the connection to hyprd: it stopped or crashed")
+
+        first.list_vms = gone
+        status = app.screen.query_one(StatusBar)
+        await until(pilot, lambda: "disconnected — reconnecting" in str(status.render()), what="the status bar")
+        await until(pilot, lambda: app.client is second and app.connection_error is None, what="the reconnection")
+        assert len(tries) == 3 and all(b - a >= 0.09 for a, b in zip(tries, tries[1:]))
+        assert any("connected to the engine again" in m for m in messages(app))
+        await until(pilot, lambda: "disconnected" not in str(status.render()), what="the status bar to clear")
+
+
+async def test_a_refused_call_is_not_a_disconnect():
+    from hypr_tui.tui.app import is_disconnect
+
+    assert is_disconnect(Unavailable("gone")) and is_disconnect(ConnectionResetError())
+    assert not is_disconnect(Conflict("busy")) and not is_disconnect(FileNotFoundError())
+
+
 async def test_a_vm_removed_elsewhere_is_said_once():
     client = FakeClient()
     client.events = None   # no event stream: the app polls
@@ -272,3 +311,101 @@ async def test_a_terminal_too_small_gets_a_message():
         assert isinstance(app.screen, TooSmallScreen)
         await pilot.resize_terminal(80, 24)
         await until(pilot, lambda: isinstance(app.screen, MainScreen), what="the main screen")
+
+
+def _write_log(path, lines: int, rare_at: tuple[int, ...] = ()) -> None:
+    base = 1_764_331_200_000_000_000
+    with open(path, "wb") as f:
+        for i in range(lines):
+            if i in rare_at:
+                f.write(b"%d e line %d: the zanzibar error\n" % (base + i, i))
+            else:
+                f.write(b"%d o line %d: GET /index.html 200\n" % (base + i, i))
+        f.write(b"%d x exit 0\n" % (base + lines))
+
+
+async def test_a_long_log_is_paged_not_loaded(tmp_path, monkeypatch):
+    """Against a client with read_logs/search_logs (the engine's LogView over a real file),
+    the view opens at the end, reads only the pages it shows, searches in the engine (n/N,
+    filter), follows appended lines, and saves every line."""
+    from hypr_tui.tui.fake import LogFileClient
+    from hypr_tui.tui.widgets.log_view import KEEP_PAGES, STDERR, SYSTEM, PagedLog
+
+    monkeypatch.chdir(tmp_path)
+    lines = 50_000
+    _write_log(tmp_path / "log", lines, rare_at=(1234, 40_000, 40_001))
+    client = LogFileClient(tmp_path / "log")
+    app = make(client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("l")
+        view = app.screen.query_one(LogView)
+        assert isinstance(view.buffer, PagedLog)
+        total = lines + 1   # the exit record is a line too
+        await until(pilot, lambda: len(view.buffer) == total and view.loaded, what="the end of the log")
+        await pilot.pause()
+        assert view.follow and view.scroll_y == view.max_scroll_y
+        last = view.buffer.line_text(total - 1)
+        assert last == "-- the workload exited with code 0 --" and view.buffer.stream(total - 1) == SYSTEM
+        assert view.buffer.line_text(total - 2).startswith(f"line {lines - 1}:")
+        assert view.buffer.reads <= 4 and len(view.buffer.pages) <= 3   # not the whole log
+
+        for _ in range(10):
+            await pilot.press("pageup")
+        assert not view.follow
+        await until(pilot, lambda: view.loaded, what="the pages above")
+        top = int(view.scroll_y)
+        assert view.buffer.line_text(top).startswith(f"line {top}:")
+        await pilot.press("home")
+        await until(pilot, lambda: view.loaded, what="the first page")
+        assert view.buffer.line_text(0).startswith("line 0:")
+        assert len(view.buffer.pages) <= KEEP_PAGES
+
+        await pilot.press("slash", *"zanzibar", "enter")
+        await until(pilot, lambda: view.current is not None, what="the first match")
+        assert list(view.matches) == [1234, 40_000, 40_001]
+        assert view.current == 1234 and "zanzibar" in view.buffer.line_text(1234)
+        assert view.buffer.stream(1234) == STDERR
+        await pilot.press("n")
+        assert view.current == 40_000
+        await pilot.press("N")
+        assert view.current == 1234
+        await pilot.press("f")
+        assert view.shown_lines == 3
+        assert all("zanzibar" in view.buffer.line_text(view._line_index(r)) for r in range(3))
+        await pilot.press("f")
+        assert view.shown_lines == total
+
+        # Following: new lines at the end are read on, and searched.
+        await pilot.press("end")
+        assert view.follow
+        await client.append([(1, "o", b"appended one"), (2, "e", b"appended zanzibar")])
+        await until(pilot, lambda: len(view.buffer) == total + 2, what="the new lines")
+        await until(pilot, lambda: list(view.matches)[-1:] == [total + 1], what="the new match")
+        await until(pilot, lambda: view.loaded and view.scroll_y == view.max_scroll_y, what="the end again")
+        assert view.buffer.line_text(total) == "appended one"
+
+        await pilot.press("t", "s")
+        await pilot.pause()
+        await pilot.press("enter")
+        saved = tmp_path / "big.log"
+        await until(pilot, lambda: saved.exists() and any("saved" in m for m in messages(app)), what="the file")
+        text = saved.read_text().splitlines()
+        assert len(text) == total + 2
+        assert text[0] == "2025-11-28T12:00:00.000Z line 0: GET /index.html 200"
+        assert text[-1].endswith(" appended zanzibar")
+
+
+async def test_a_paged_search_without_a_match_says_so(tmp_path):
+    from hypr_tui.tui.fake import LogFileClient
+
+    _write_log(tmp_path / "log", 3000)
+    app = make(LogFileClient(tmp_path / "log"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("l")
+        view = app.screen.query_one(LogView)
+        await until(pilot, lambda: len(view.buffer) == 3001, what="the log")
+        await pilot.press("slash", *"nowhere", "enter")
+        await until(pilot, lambda: any('no line matches "nowhere"' in m for m in messages(app)), what="the answer")
+        assert view.current is None and not view.searching

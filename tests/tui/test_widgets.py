@@ -150,3 +150,20 @@ def test_metrics_ring_buffer_and_rates():
     assert store.history("gone") == []
     store.forget({"vm"})
     assert store.latest("gone") is None
+
+
+def test_paged_log_keeps_pages_and_shows_exit_records_as_system_lines():
+    from hypr_engine.logfile import LogRecord
+    from hypr_engine.logview import Positioned
+    from hypr_tui.tui.widgets.log_view import PAGE, SYSTEM, PagedLog, record_entry
+
+    assert record_entry(LogRecord(5, "x", b"exit 3")) == (SYSTEM, 5, b"-- the workload exited with code 3 --")
+    assert record_entry(LogRecord(6, "E", b"half\r")) == (STDERR, 6, b"half")
+    log = PagedLog(client=None, ref="vm")
+    log.total = PAGE + 10
+    # Records that run across a page boundary land in both pages; a page starting midway is not kept.
+    log._store([Positioned(0, i, LogRecord(i, "o", b"line %d" % i)) for i in range(PAGE - 5, PAGE + 5)])
+    assert log.entry(PAGE - 1) is None                    # page 0 was never read from its start
+    assert log.line_text(PAGE + 4) == "line %d" % (PAGE + 4)
+    assert log.stream(PAGE) == STDOUT and log.time(PAGE) == PAGE
+    assert log.line_text(PAGE + 5) == "" and log.line_key(PAGE + 5) is None   # not read yet

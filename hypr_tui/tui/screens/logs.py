@@ -1,4 +1,11 @@
-"""A VM's log: follows the end; search with highlights, n/N, regex, filter; timestamps; save."""
+"""A VM's log: follows the end; search with highlights, n/N, regex, filter; timestamps; save.
+
+Against HyprClient (which has `read_logs` and `search_logs`) the log is never loaded whole:
+the view holds a PagedLog, opens at the end, reads the pages it shows, searches in the
+engine, and follows new lines by reading on from its last line whenever `logs(follow=True,
+tail=0)` says there is something new. A client without them (and the events screen) streams
+every line into a LogBuffer.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,18 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from hypr_tui.tui.screens.modals import PromptScreen
-from hypr_tui.tui.widgets.log_view import STDERR, STDOUT, SYSTEM, LogView, Search
+from hypr_tui.tui.widgets.log_view import (
+    STDERR,
+    STDOUT,
+    SYSTEM,
+    LogView,
+    PagedLog,
+    Search,
+)
 
 BATCH = 2000  # records read before letting the UI breathe
+SEARCH_AS_YOU_TYPE_SECONDS = 0.25  # a paged log is searched by the engine: once typing pauses
+CATCH_UP_SECONDS = 0.1  # at most this often a read of new lines while following a paged log
 
 
 class LogsScreen(Screen):
@@ -37,6 +53,7 @@ class LogsScreen(Screen):
         self.vm = vm
         self.regex = False
         self.ended: str | None = None
+        self._typing_timer = None
 
     @property
     def label(self) -> str:
@@ -49,6 +66,10 @@ class LogsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        client = getattr(self.app, "client", None)
+        if self.vm is not None and callable(getattr(client, "read_logs", None)) \
+                and callable(getattr(client, "search_logs", None)):
+            self.query_one(LogView).buffer = PagedLog(client, self.vm.id)
         self.query_one("#log-search").display = False
         self.query_one(LogView).focus()
         self._update_title()
@@ -58,6 +79,9 @@ class LogsScreen(Screen):
     async def follow_log(self) -> None:
         view = self.query_one(LogView)
         client = self.app.client  # type: ignore[attr-defined]
+        if view.remote:
+            await self._follow_paged(view, client)
+            return
         count = 0
         try:
             async for rec in client.logs(self.vm.id, follow=True):
@@ -81,6 +105,42 @@ class LogsScreen(Screen):
         view.flush()
         self._update_title()
 
+    async def _follow_paged(self, view: LogView, client) -> None:
+        buffer: PagedLog = view.buffer
+        new_lines = asyncio.Event()
+
+        async def catch_up() -> None:
+            while True:
+                await new_lines.wait()
+                new_lines.clear()
+                if await buffer.catch_up():
+                    view.flush()
+                await asyncio.sleep(CATCH_UP_SECONDS)
+
+        reader = None
+        try:
+            await buffer.open()
+            view.flush()   # at the end: the view reads the last page as it draws it
+            stream = client.logs(self.vm.id, follow=True, tail=0)
+            reader = asyncio.create_task(catch_up())
+            new_lines.set()  # lines written between the first read and the stream's start
+            async for _rec in stream:
+                new_lines.set()
+            reader.cancel()
+            if await buffer.catch_up():
+                view.flush()
+            self.ended = "end of log: the VM is not running"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the VM removed elsewhere, the daemon gone: say so, keep what we have
+            self.ended = f"log stopped: {getattr(exc, 'message', None) or exc}"
+            self.app.notify(f"{self.label}: {self.ended}", severity="error")  # type: ignore[attr-defined]
+        finally:
+            if reader is not None:
+                reader.cancel()
+        view.flush()
+        self._update_title()
+
     # --- title ---------------------------------------------------------------------------------
 
     def _update_title(self) -> None:
@@ -96,7 +156,7 @@ class LogsScreen(Screen):
             number, total = view.match_position()
             where = f"{number}/{total}" if number else f"{total}"
             parts.append(f"{'regex' if view.search.regex else 'search'} \"{view.search.text}\": {where} "
-                         f"matching line{'s' * (total != 1)}")
+                         f"matching line{'s' * (total != 1)}{'…' if view.searching else ''}")
             if view.filter:
                 parts.append("[b]filter on[/b]")
         if view.show_timestamps:
@@ -124,6 +184,7 @@ class LogsScreen(Screen):
     def _close_search(self, *, clear: bool) -> None:
         box = self.query_one("#log-search", Input)
         view = self.query_one(LogView)
+        self._cancel_typing_timer()
         if clear:
             box.value = ""
             view.set_search(None)
@@ -134,10 +195,22 @@ class LogsScreen(Screen):
 
     @on(Input.Changed, "#log-search")
     def _search_changed(self, event: Input.Changed) -> None:
+        self._cancel_typing_timer()
+        if self.query_one(LogView).remote and event.value:   # each search reads the whole log
+            value = event.value
+            self._typing_timer = self.set_timer(SEARCH_AS_YOU_TYPE_SECONDS,
+                                                lambda: self._apply_search(value, jump=False))
+            return
         self._apply_search(event.value, jump=False)
+
+    def _cancel_typing_timer(self) -> None:
+        if self._typing_timer is not None:
+            self._typing_timer.stop()
+            self._typing_timer = None
 
     @on(Input.Submitted, "#log-search")
     def _search_submitted(self, event: Input.Submitted) -> None:
+        self._cancel_typing_timer()
         if not event.value:
             self._close_search(clear=True)
             return
@@ -154,10 +227,17 @@ class LogsScreen(Screen):
             if jump:
                 self.notify(search, severity="error")
             return False
+        if view.remote:   # the engine searches; jump when it has answered
+            view.set_search(search, done=(lambda: self._jump_to_match(text)) if jump else None)
+            return True
         view.set_search(search)
-        if jump and not view.next_match():
-            self.notify(f"no line matches \"{text}\"", severity="warning")
+        if jump:
+            self._jump_to_match(text)
         return True
+
+    def _jump_to_match(self, text: str) -> None:
+        if not self.query_one(LogView).next_match():
+            self.notify(f"no line matches \"{text}\"", severity="warning")
 
     def action_next_match(self) -> None:
         view = self.query_one(LogView)
@@ -211,9 +291,17 @@ class LogsScreen(Screen):
     async def save_to(self, path: str) -> None:
         view = self.query_one(LogView)
         try:
-            lines = await asyncio.to_thread(view.buffer.copy().write_to, path, timestamps=view.show_timestamps)
+            if view.remote:   # every page, read from the engine
+                lines = await view.buffer.write_to(path, timestamps=view.show_timestamps)
+            else:
+                lines = await asyncio.to_thread(view.buffer.copy().write_to, path, timestamps=view.show_timestamps)
         except OSError as exc:
             self.notify(f"cannot save to {path}: {exc.strerror or exc}", severity="error")
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a page the engine could not give (the daemon gone)
+            self.notify(f"cannot save to {path}: {getattr(exc, 'message', None) or exc}", severity="error")
             return
         self.notify(f"saved {lines:,} lines to {path}")
 

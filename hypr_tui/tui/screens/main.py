@@ -93,7 +93,7 @@ class MainScreen(Screen):
         info = app.info or {}  # type: ignore[attr-defined]
         parts = []
         if app.connection_error:  # type: ignore[attr-defined]
-            parts.append("[b red]disconnected[/]")
+            parts.append("[b red]disconnected — reconnecting[/]")
         else:
             parts.append(f"[b]{info.get('mode', '…')}[/]")
         parts.append(app.hostname)  # type: ignore[attr-defined]

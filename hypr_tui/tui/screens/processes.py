@@ -1,8 +1,9 @@
 """Processes inside a VM (the agent's process list), live: sort by any column, tree view.
 
 CPU % is the change of each process's CPU ticks (USER_HZ, 100 a second in the
-guest) between two polls. HyprClient has no per-process signal yet, so the only
-signal offered here is the registry's `kill`, which signals the VM's workload.
+guest) between two polls. The registry's `kill` key signals the selected process
+(`HyprClient.signal_process`) once a signal is chosen in the dialog, which is the
+confirmation; `W` signals the VM's workload as the main screen's `kill` does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from textual.widgets import Footer, Static
 
 from hypr_tui.actions import by_name
 from hypr_tui.tui import format as tf
+from hypr_tui.tui.screens.modals import SignalScreen
 from hypr_tui.tui.widgets.tables import NAV_BINDINGS, SortableTable
 
 USER_HZ = 100
@@ -107,7 +109,8 @@ class ProcessScreen(Screen):
         Binding("escape,q", "back", "Back"),
         Binding("t", "toggle_tree", "Tree"),
         *[Binding(str(n), f"sort({n - 1})", f"Sort by column {n}", show=False) for n in range(1, 7)],
-        Binding(by_name("kill").key, "signal", "Signal workload"),
+        Binding(by_name("kill").key, "signal", "Signal process"),
+        Binding("W", "signal_workload", "Signal workload", show=False),
     ]
 
     def __init__(self, vm, *, poll_seconds: float = POLL_SECONDS) -> None:
@@ -191,4 +194,31 @@ class ProcessScreen(Screen):
         self._update_title()
 
     def action_signal(self) -> None:
+        """Signal the selected process, after choosing the signal (Esc cancels)."""
+        process = self.query_one(ProcessTable).selected_item
+        pid = _num(process["pid"], -1) if process else -1
+        if pid < 1:
+            self.notify("no process selected", severity="warning")
+            return
+        if pid == 1:
+            self.notify("pid 1 is the VM's init (kestrel): signal the workload with W or stop the VM",
+                        severity="warning")
+            return
+        command = process["command"]
+        if len(command) > 60:
+            command = command[:59] + "…"
+        vm = self.vm
+
+        def chosen(sig: str | None) -> None:
+            if not sig:
+                return
+            app = self.app
+            app.perform(  # type: ignore[attr-defined]
+                f"signal {pid} in {vm.name}", f"sent {sig} to process {pid} in {vm.name}",
+                lambda: app.client.signal_process(vm.id, pid, sig))  # type: ignore[attr-defined]
+
+        self.app.push_screen(SignalScreen(f"Send a signal to process {pid} ({escape(command)}) in "
+                                          f"{escape(vm.name)}:", "SIGTERM"), chosen)
+
+    def action_signal_workload(self) -> None:
         self.app.run_registry_action("kill", self.vm)  # type: ignore[attr-defined]

@@ -18,6 +18,7 @@ import re
 from array import array
 from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable
 
 from rich.style import Style
 from rich.text import Text
@@ -77,6 +78,16 @@ class LogBuffer:
     def line_text(self, index: int) -> str:
         return self.line_bytes(index).decode("utf-8", "replace")
 
+    def stream(self, index: int) -> int:
+        return self.streams[index]
+
+    def time(self, index: int) -> int:
+        return self.times[index]
+
+    def line_key(self, index: int) -> object:
+        """Changes when line `index` does (a grown last line): part of the render cache key."""
+        return self.offsets[index + 1]
+
     def line_at_offset(self, offset: int) -> int:
         return bisect_right(self.offsets, offset) - 1
 
@@ -99,6 +110,189 @@ class LogBuffer:
                 for i in range(len(self)):
                     f.write(format_time(self.times[i]).encode() + b" " + self.line_bytes(i) + b"\n")
         return len(self)
+
+
+PAGE = 1000                  # lines per page of a PagedLog (its cache's unit)
+KEEP_PAGES = 64              # pages a PagedLog keeps: 64,000 lines, whatever the log's size
+READ_LIMIT = 10_000          # lines per read_logs call when reading on (new lines, save)
+SEARCH_BATCH = 10_000        # matches per search_logs call; a search goes on from where one stopped
+MAX_FOUND = 100_000          # matching lines whose text a search keeps (filter mode needs no read)
+_EXIT_WORDS = {b"exit": b"-- the workload exited with code ", b"error": b"-- error: "}
+
+
+def record_entry(rec: Any) -> tuple[int, int, bytes]:
+    """(stream, time, text) of one log record as a line of the view."""
+    if rec.kind == "x":
+        word, _, rest = rec.payload.partition(b" ")
+        text = _EXIT_WORDS.get(word)
+        return SYSTEM, rec.time_ns, (text + rest + b" --") if text is not None else b"-- " + rec.payload + b" --"
+    payload = rec.payload.replace(b"\n", b" ").rstrip(b"\r")
+    return (STDERR if rec.kind in ("e", "E") else STDOUT), rec.time_ns, payload
+
+
+class _Column:
+    def __init__(self, get: Callable[[int], int], size: Callable[[], int]) -> None:
+        self._get, self._size = get, size
+
+    def __getitem__(self, index: int) -> int:
+        return self._get(index)
+
+    def __len__(self) -> int:
+        return self._size()
+
+
+class PagedLog:
+    """A VM's log as the engine holds it, read a page at a time (`HyprClient.read_logs`), with
+    server-side search (`search_logs`): a line's number is its record index in the engine's
+    log (x records shown as system lines), only `KEEP_PAGES` pages are held, and a line not
+    held is read when it is shown. The same reading interface as LogBuffer."""
+
+    remote = True
+    open_line = False
+
+    def __init__(self, client: Any, ref: str) -> None:
+        self.client = client
+        self.ref = ref
+        self.total = 0
+        self.pages: LRUCache[int, list[tuple[int, int, bytes]]] = LRUCache(KEEP_PAGES)
+        self.found: dict[int, tuple[int, int, bytes]] = {}   # lines a search returned
+        self.max_length = 0
+        self.reads = 0                                       # read_logs calls (tests, bench)
+
+    def __len__(self) -> int:
+        return self.total
+
+    def entry(self, index: int) -> tuple[int, int, bytes] | None:
+        page = self.pages.get(index // PAGE)
+        if page is not None and index % PAGE < len(page):
+            return page[index % PAGE]
+        return self.found.get(index)
+
+    def line_bytes(self, index: int) -> bytes:
+        entry = self.entry(index)
+        return entry[2] if entry is not None else b""
+
+    def line_text(self, index: int) -> str:
+        return self.line_bytes(index).decode("utf-8", "replace")
+
+    def line_length(self, index: int) -> int:
+        return len(self.line_bytes(index))
+
+    def stream(self, index: int) -> int:
+        entry = self.entry(index)
+        return entry[0] if entry is not None else SYSTEM
+
+    def time(self, index: int) -> int:
+        entry = self.entry(index)
+        return entry[1] if entry is not None else 0
+
+    def line_key(self, index: int) -> object:
+        entry = self.entry(index)
+        return None if entry is None else len(entry[2])
+
+    @property
+    def streams(self) -> _Column:
+        return _Column(self.stream, self.__len__)
+
+    @property
+    def times(self) -> _Column:
+        return _Column(self.time, self.__len__)
+
+    @property
+    def data(self) -> bytes:
+        """The lines held now, in order (tests)."""
+        lines = [self.line_bytes(i) for i in range(self.total) if self.entry(i) is not None]
+        return b"".join(line + b"\n" for line in lines)
+
+    def _store(self, records: list) -> None:
+        """Keep Positioned records (consecutive indices) in their pages."""
+        i = 0
+        while i < len(records):
+            first = records[i].index
+            number, at = divmod(first, PAGE)
+            chunk = records[i:i + PAGE - at]
+            page = self.pages.get(number)
+            if page is None and at == 0:
+                page = []
+            if page is not None and len(page) >= at:
+                entries = [record_entry(p.record) for p in chunk]
+                page[at:at + len(entries)] = entries
+                self.pages.set(number, page)
+                self.max_length = max(self.max_length, max((len(e[2]) for e in entries), default=0))
+            i += len(chunk)
+
+    async def load_page(self, number: int) -> None:
+        self.reads += 1
+        page = await self.client.read_logs(self.ref, index=number * PAGE, limit=PAGE)
+        if page.total_records < self.total:   # the oldest rotated file went: the lines moved
+            self.pages.clear()
+            self.found.clear()
+            self.total = page.total_records
+        self.pages.set(number, [])
+        self._store(page.records)
+        self.total = max(self.total, page.total_records)
+
+    async def open(self) -> None:
+        """Learn the log's length (one short read)."""
+        self.reads += 1
+        page = await self.client.read_logs(self.ref, index=0, limit=1)
+        self.total = page.total_records
+        self._store(page.records)
+
+    async def catch_up(self) -> int:
+        """Read the lines added since the last look; returns how many."""
+        added = 0
+        while True:
+            self.reads += 1
+            page = await self.client.read_logs(self.ref, index=self.total, limit=READ_LIMIT)
+            if page.total_records < self.total:   # the files rotated or shrank: start again
+                self.pages.clear()
+                self.found.clear()
+                self.total = page.total_records
+                return -1
+            if not page.records:
+                return added
+            self._store(page.records)
+            self.total = page.records[-1].index + 1
+            added += len(page.records)
+            if len(page.records) < READ_LIMIT:
+                return added
+
+    async def search(self, search: "Search", from_offset: int = 0) -> AsyncIterator[tuple[list[int], int]]:
+        """(matching line numbers, offset scanned to) in batches, forward from `from_offset`."""
+        ignore_case = bool(search.pattern.flags & re.IGNORECASE)
+        offset = from_offset
+        while True:
+            count = 0
+            scanned = offset
+            async for matches, scanned, _done in self.client.search_logs(
+                    self.ref, search.text, regex=search.regex, ignore_case=ignore_case,
+                    from_offset=offset, max_matches=SEARCH_BATCH):
+                count += len(matches)
+                for m in matches:
+                    if len(self.found) < MAX_FOUND:
+                        self.found[m.index] = record_entry(m.record)
+                yield [m.index for m in matches], scanned
+            if count < SEARCH_BATCH or scanned <= offset:
+                return
+            offset = scanned
+
+    async def write_to(self, path: str, *, timestamps: bool) -> int:
+        """Every line of the log to `path`, read page by page; returns the number of lines."""
+        lines = 0
+        with open(path, "wb") as f:
+            index = 0
+            while True:
+                page = await self.client.read_logs(self.ref, index=index, limit=READ_LIMIT)
+                if not page.records:
+                    return lines
+                out = []
+                for p in page.records:
+                    _stream, time_ns, text = record_entry(p.record)
+                    out.append((format_time(time_ns).encode() + b" " if timestamps else b"") + text + b"\n")
+                await asyncio.to_thread(f.writelines, out)
+                lines += len(out)
+                index = page.records[-1].index + 1
 
 
 def format_time(time_ns: int) -> str:
@@ -168,9 +362,9 @@ class LogView(ScrollView, can_focus=True):
         def can_replace(self, message: Message) -> bool:
             return isinstance(message, LogView.StateChanged)
 
-    def __init__(self, buffer: LogBuffer | None = None, *, id: str | None = None) -> None:
+    def __init__(self, buffer: "LogBuffer | PagedLog | None" = None, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.buffer = buffer or LogBuffer()
+        self.buffer: Any = buffer if buffer is not None else LogBuffer()
         self.search: Search | None = None
         self.matches = array("I")        # indices of lines with a match, ascending
         self._searched = 0               # lines searched so far (new lines are searched as they come)
@@ -178,6 +372,15 @@ class LogView(ScrollView, can_focus=True):
         self.current: int | None = None  # the line of the current match (n / N)
         self._cache: LRUCache[tuple, Strip] = LRUCache(2000)
         self._pending_lines = False
+        self.searching = False           # a server-side search (PagedLog) is running
+        self._scanned_to = 0             # where it got to (a byte offset in the engine's log)
+        self._search_done: Callable[[], None] | None = None
+        self._loading: set[int] = set()  # pages being read (PagedLog)
+
+    @property
+    def remote(self) -> bool:
+        """The lines are the engine's (PagedLog), read a page at a time."""
+        return getattr(self.buffer, "remote", False)
 
     # --- content -------------------------------------------------------------------
 
@@ -192,7 +395,10 @@ class LogView(ScrollView, can_focus=True):
     def flush(self) -> None:
         """Bring the view up to the buffer: search new lines, resize, follow."""
         self._pending_lines = False
-        if self.search is not None and self._searched < len(self.buffer):
+        if self.remote:
+            if self.search is not None and not self.searching:
+                self._start_remote_search(self.search, self._scanned_to)
+        elif self.search is not None and self._searched < len(self.buffer):
             # The last line may still grow: search it again next time.
             start = max(0, self._searched - 1) if self.buffer.open_line else self._searched
             if self.matches and self.matches[-1] >= start:
@@ -255,7 +461,10 @@ class LogView(ScrollView, can_focus=True):
         base = self.rich_style
         if index is None:
             return Strip.blank(width, base)
-        key = (index, self.buffer.offsets[index + 1], self.show_timestamps, id(self.search),
+        if self.remote and self.buffer.entry(index) is None:
+            self._want_page(index // PAGE)
+            return Strip.blank(width, base)
+        key = (index, self.buffer.line_key(index), self.show_timestamps, id(self.search),
                index == self.current, scroll_x, width, base)
         cached = self._cache.get(key)
         if cached is not None:
@@ -270,7 +479,7 @@ class LogView(ScrollView, can_focus=True):
 
     def _line_renderable(self, index: int) -> Text:
         raw = self.buffer.line_text(index)
-        stream = self.buffer.streams[index]
+        stream = self.buffer.stream(index)
         if "\x1b" in raw:
             body = Text.from_ansi(raw, end="")
         else:
@@ -292,11 +501,41 @@ class LogView(ScrollView, can_focus=True):
                 if m.end() > m.start():
                     body.stylize(match_style, m.start(), m.end())
         if self.show_timestamps:
-            stamp = Text(format_time(self.buffer.times[index]) + " ",
+            stamp = Text(format_time(self.buffer.time(index)) + " ",
                          style=self.get_component_rich_style("logview--timestamp", partial=True), end="")
             stamp.append_text(body)
             return stamp
         return body
+
+    def _want_page(self, number: int) -> None:
+        if number not in self._loading:
+            self._loading.add(number)
+            self.run_worker(self._load_page(number), group="log-pages", exit_on_error=False)
+
+    async def _load_page(self, number: int) -> None:
+        try:
+            await self.buffer.load_page(number)
+        except Exception as exc:  # the VM removed, the daemon gone: the screen's reader says so
+            self.log.warning(f"log page {number}: {exc!r}")
+            return
+        finally:
+            self._loading.discard(number)
+        self._update_virtual_size()
+        if self.follow:
+            self._scroll_to_end()
+        self.refresh()
+
+    @property
+    def loaded(self) -> bool:
+        """Every line on screen is at hand (PagedLog: no page is being read for it)."""
+        if not self.remote:
+            return True
+        top = int(self.scroll_offset.y)
+        for row in range(top, min(self.shown_lines, top + self.scrollable_content_region.height)):
+            index = self._line_index(row)
+            if index is not None and self.buffer.entry(index) is None:
+                return False
+        return True
 
     def watch_show_timestamps(self) -> None:
         self._update_virtual_size()
@@ -351,14 +590,25 @@ class LogView(ScrollView, can_focus=True):
 
     # --- search ----------------------------------------------------------------------
 
-    def set_search(self, search: Search | None) -> None:
-        """Search the whole buffer now (C speed: `re` over one bytearray)."""
+    def set_search(self, search: Search | None, done: Callable[[], None] | None = None) -> None:
+        """Search the whole buffer now (C speed: `re` over one bytearray); a PagedLog's search
+        runs in the engine, in the background, and `done` is called when it has finished."""
         self.search = search
         self.matches = array("I")
         self.current = None
         self._searched = 0
         self._cache.clear()
-        if search is not None and search.text:
+        if self.remote:
+            self.buffer.found.clear()
+            self.workers.cancel_group(self, "log-search")
+            self.searching = False
+            self._search_done = None
+            if search is not None and not search.text:
+                self.search = None
+            if self.search is not None:
+                self._search_done = done
+                self._start_remote_search(self.search, 0)
+        elif search is not None and search.text:
             self._search_range(0, len(self.buffer))
             self._searched = len(self.buffer) - (1 if self.buffer.open_line else 0)
         elif search is not None:
@@ -366,6 +616,39 @@ class LogView(ScrollView, can_focus=True):
         self._update_virtual_size()
         self.refresh()
         self.post_message(self.StateChanged())
+
+    def _start_remote_search(self, search: Search, offset: int) -> None:
+        self.searching = True
+        self.run_worker(self._remote_search(search, offset), group="log-search", exclusive=True,
+                        exit_on_error=False)
+
+    async def _remote_search(self, search: Search, offset: int) -> None:
+        try:
+            async for indices, scanned in self.buffer.search(search, offset):
+                if self.search is not search:
+                    return
+                for index in indices:
+                    if not self.matches or index > self.matches[-1]:
+                        self.matches.append(index)
+                self._scanned_to = max(self._scanned_to if offset else 0, scanned)
+                self._update_virtual_size()
+                self.refresh()
+                self.post_message(self.StateChanged())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.search is search:
+                self.notify(f"search failed: {getattr(exc, 'message', None) or exc}", severity="error")
+        finally:
+            if self.search is search:
+                self.searching = False
+        if self.search is search:
+            self._update_virtual_size()
+            self.refresh()
+            self.post_message(self.StateChanged())
+            done, self._search_done = self._search_done, None
+            if done is not None:
+                done()
 
     def _search_range(self, first: int, end: int) -> None:
         if self.search is None or first >= end:
