@@ -7,9 +7,10 @@ command palette (`get_system_commands`) and the action menu (Enter) all end in
 `run_registry_action`, which asks first when the registry marks the action
 destructive, and runs `do_<name>`.
 
-Keeping current: HyprClient has no event stream yet, so the VM list is polled every
-1.5 s and stats every 2 s. When `HyprClient.events()` exists, the app follows it and
-refreshes on each event, polling only every 10 s as a safety net.
+Keeping current: the app follows `HyprClient.events()`: a VM event updates that VM's
+row, and the whole list is re-read only after a gap (events this subscriber missed).
+Without an event stream (a client that lacks it, or after the stream ended), the VM
+list is polled every 1.5 s. Stats are polled every 2 s.
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ from hypr_tui.tui.widgets.terminal import Terminal
 
 MIN_SIZE = (80, 24)
 POLL_SECONDS = 1.5          # VM list, while there is no event stream
-EVENTS_POLL_SECONDS = 10.0  # VM list, as a safety net, while following events
 STATS_SECONDS = 2.0
 RECONNECT_SECONDS = 2.0     # between HyprClient.connect() tries once the daemon went away
 SLOW_SECONDS = 15.0         # images and system info
@@ -109,7 +109,6 @@ class HyprApp(App[None]):
         self.metrics = MetricsStore()
         self.connection_error: str | None = None
         self.following_events = False
-        self._last_vm_poll = 0.0
         self._stats_busy = False
         self._gone: set[str] = set()
 
@@ -146,7 +145,6 @@ class HyprApp(App[None]):
     async def _load_vms(self) -> None:
         try:
             self.vms = await self.client.list_vms(all=True)
-            self._last_vm_poll = time.monotonic()
         except Exception as exc:
             self._connection_failed(exc)
             return
@@ -211,8 +209,8 @@ class HyprApp(App[None]):
             self.follow_events()
 
     def poll_vms(self) -> None:
-        if self.following_events and time.monotonic() - self._last_vm_poll < EVENTS_POLL_SECONDS:
-            return
+        if self.following_events:
+            return  # kept current by the event stream; re-listed only after a gap
         self._poll_vms()
 
     @work(group="vms", exclusive=True, exit_on_error=False)
@@ -229,15 +227,19 @@ class HyprApp(App[None]):
 
     @work(group="events", exclusive=True, exit_on_error=False)
     async def follow_events(self) -> None:
-        """Refresh on every engine event (HyprClient.events): a VM event reloads the VM list, an
-        image event the images, a gap (events missed) both. Polling goes on every 10 s."""
+        """Keep current from the engine's events (HyprClient.events): a VM event updates that
+        one VM, an image event reloads the images, and only a gap (events this subscriber
+        missed) re-lists everything. Polling takes over if the stream ends."""
         self.following_events = True
         try:
             async for item in self.client.events(follow=True):
                 kind = getattr(item, "type", None)
-                if kind != "image":
+                if kind == "vm":
+                    await self._apply_vm_event(item)
+                elif kind == "image":
+                    self._reload_images()
+                else:  # a gap
                     self._poll_vms()
-                if kind != "vm":
                     self._reload_images()
         except asyncio.CancelledError:
             raise
@@ -245,6 +247,19 @@ class HyprApp(App[None]):
             self.notify(f"event stream ended ({error_text(exc)}): polling instead", severity="warning")
         finally:
             self.following_events = False
+
+    async def _apply_vm_event(self, event) -> None:
+        """One VM's row from one event, without listing all VMs."""
+        others = [vm for vm in self.vms if vm.id != event.id]
+        if event.action != "destroy":
+            try:
+                others.append(await self.client.get_vm(event.id))
+            except Exception as exc:
+                if type(exc).__name__ != "NotFound":
+                    self._connection_failed(exc)
+                    return
+        self.vms = sorted(others, key=lambda vm: vm.created_at, reverse=True)
+        self._broadcast()
 
     @work(group="images", exclusive=True, exit_on_error=False)
     async def _reload_images(self) -> None:
