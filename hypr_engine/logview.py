@@ -249,7 +249,12 @@ class LogView:
         if not pattern:
             raise InvalidArgument("the search pattern is empty")
         needle = pattern.encode()
-        literal = not regex and not ignore_case
+        # An ASCII literal ignoring case is a plain find in a lowercased copy of each block:
+        # several times faster than a case-insensitive regex (bench/logview.py).
+        fold = ignore_case and not regex and needle.isascii()
+        literal = not regex and (not ignore_case or fold)
+        if fold:
+            needle = needle.lower()
         if not literal:
             try:
                 compiled = re.compile(needle if regex else re.escape(needle), re.IGNORECASE if ignore_case else 0)
@@ -275,7 +280,8 @@ class LogView:
                     if last_nl < 0:
                         continue
                     chunk = pending[: last_nl + 1]
-                    self._scan(chunk, pos, index, needle, None if literal else compiled, kinds_set, found)
+                    self._scan(chunk, pos, index, needle, None if literal else compiled, kinds_set, found,
+                               fold=fold)
                     index += chunk.count(b"\n")
                     pos += len(chunk)
                     pending = pending[last_nl + 1:]
@@ -287,8 +293,10 @@ class LogView:
 
     @staticmethod
     def _scan(chunk: bytes, base: int, index: int, needle: bytes, compiled, kinds: set[str],
-              found: list[Positioned]) -> None:
-        """Matches among the complete lines of `chunk` (which starts at line `index`)."""
+              found: list[Positioned], *, fold: bool = False) -> None:
+        """Matches among the complete lines of `chunk` (which starts at line `index`).
+        With `fold`, `needle` is lowercase ASCII and matched against lowercased text."""
+        haystack = chunk.lower() if fold else chunk
         if compiled is None or not _ANCHORED.search(compiled.pattern):
             # Any match in a payload is a match in the block: jump from hit to hit, check
             # the hit's line, count the lines between hits.
@@ -296,7 +304,7 @@ class LogView:
             counted_to = 0
             while True:
                 if compiled is None:
-                    hit = chunk.find(needle, at)
+                    hit = haystack.find(needle, at)
                 else:
                     m = compiled.search(chunk, at)
                     hit = m.start() if m else -1
@@ -309,7 +317,8 @@ class LogView:
                 index += chunk.count(b"\n", counted_to, start)
                 counted_to = start
                 rec = parse_line(chunk[start:end])
-                if rec and rec.kind in kinds and (needle in rec.payload if compiled is None
+                payload = rec.payload.lower() if (rec and fold) else (rec.payload if rec else b"")
+                if rec and rec.kind in kinds and (needle in payload if compiled is None
                                                   else compiled.search(rec.payload)):
                     found.append(Positioned(base + start, index, rec))
                 at = end + 1
