@@ -77,7 +77,7 @@ async def reconcile_all(engine) -> Report:
         vm_dir = layout.vm_dir(vm_id)
         try:
             if state == VmState.REMOVING.value:
-                engine.vms._kill(vm_id)
+                await engine.vms._kill(vm_id)
                 await engine.vms._delete(vm_id)
                 report.removed.append(vm_id)
                 continue

@@ -443,7 +443,7 @@ class VmService:
                     raise Conflict(f"VM {info.name} is {info.state}: stop it first or use rm -f")
                 await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
                 crash_point("rm.after_removing")
-                self._kill(info.id)
+                await self._kill(info.id)
             else:
                 await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
             crash_point("rm.after_kill")
@@ -496,7 +496,7 @@ class VmService:
             raise
         return await self.get(info.id)
 
-    def _kill(self, vm_id: str) -> None:
+    async def _kill(self, vm_id: str) -> None:
         """SIGKILL the supervisor; QEMU dies with it (PR_SET_PDEATHSIG). Waits until both are gone."""
         sup = self._supervisor_file(vm_id)
         procs = [ProcessRef.from_json(sup.get(k)) for k in ("supervisor", "qemu")]
@@ -508,7 +508,7 @@ class VmService:
                     pass
         deadline = time.monotonic() + 10
         while any(r and r.alive() for r in procs) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            await asyncio.sleep(0.01)
 
     async def _delete(self, vm_id: str) -> None:
         """Remove everything of a VM; safe to repeat and safe on half-created VMs."""
