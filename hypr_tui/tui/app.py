@@ -442,17 +442,23 @@ class HyprApp(App[None]):
             return
 
         def chosen(command: str | None) -> None:
-            if not command or not command.strip():
-                return
-            try:
-                argv = shlex.split(command)
-            except ValueError as exc:
-                self.notify(f"bad command: {exc}", severity="error")
+            argv = self._words(command, "command")
+            if not argv:
                 return
             self.push_screen(ExecScreen(vm, argv))
 
         self.push_screen(PromptScreen(f"Run in a terminal in {vm.name}:", "sh",
                                       hint="Enter runs it; inside, ctrl+] leaves; Esc cancels"), chosen)
+
+    def _words(self, text: str | None, what: str) -> list[str]:
+        """A prompt's answer split as a shell would; [] (after saying why) if empty or unparsable."""
+        if not text or not text.strip():
+            return []
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            self.notify(f"bad {what}: {exc}", severity="error")
+            return []
 
     def do_inspect(self, vm) -> None:
         async def show() -> None:
@@ -481,12 +487,8 @@ class HyprApp(App[None]):
         from hypr_tui.commands import _vm_path
 
         def chosen(text: str | None) -> None:
-            if not text or not text.strip():
-                return
-            try:
-                words = shlex.split(text)
-            except ValueError as exc:
-                self.notify(f"bad arguments: {exc}", severity="error")
+            words = self._words(text, "arguments")
+            if not words:
                 return
             args = self._parse_cli(["cp", *words])
             if args is None:
@@ -546,12 +548,8 @@ class HyprApp(App[None]):
         verb = "run" if start else "create"
 
         def chosen(text: str | None) -> None:
-            if not text or not text.strip():
-                return
-            try:
-                words = shlex.split(text)
-            except ValueError as exc:
-                self.notify(f"bad arguments: {exc}", severity="error")
+            words = self._words(text, "arguments")
+            if not words:
                 return
             args = self._parse_cli([verb, *(["-d"] if start else []), *words])
             if args is None:
@@ -623,12 +621,8 @@ class HyprApp(App[None]):
         from pathlib import Path
 
         def chosen(text: str | None) -> None:
-            if not text or not text.strip():
-                return
-            try:
-                words = shlex.split(text)
-            except ValueError as exc:
-                self.notify(f"bad arguments: {exc}", severity="error")
+            words = self._words(text, "arguments")
+            if not words:
                 return
             if len(words) > 2:
                 self.notify("import takes TARBALL [REPOSITORY[:TAG]]", severity="error")
