@@ -17,12 +17,15 @@ import platform
 import resource
 import shutil
 import signal
+
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from hypr_engine.proc import processes_mentioning
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -143,25 +146,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 def die_with_parent() -> None:
     """preexec_fn: the child gets SIGKILL if this benchmark dies (as the supervisor does for QEMU)."""
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def processes_mentioning(*needles: str) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes whose command line names one of `needles`."""
-    found = []
-    me = os.getpid()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(n in cmd for n in needles):
-            found.append((int(pid), cmd[:160]))
-    return found
 
 
 class Sandbox:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from hypr_engine.proc import processes_mentioning
+
 ROOT = Path(__file__).resolve().parent.parent
 HYPR = [sys.executable, "-m", "hypr_tui.cli"]
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hypr"
@@ -50,23 +52,6 @@ class HyprHome:
         return self.run(*args, timeout=timeout, check=True).stdout.decode()
 
 
-def _processes_mentioning(*needles: str) -> list[str]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and any(n in cmd for n in needles):
-            found.append(f"{pid}: {cmd[:200]}")
-    return found
-
-
 @pytest.fixture
 def hypr_home(tmp_path: Path):
     data = tmp_path / "data"
@@ -82,17 +67,17 @@ def hypr_home(tmp_path: Path):
         if ids:
             home.run("rm", "-f", *ids, timeout=60)
     deadline = time.monotonic() + 10
-    leaked = _processes_mentioning(str(data), str(runtime))
+    leaked = processes_mentioning(str(data), str(runtime))
     while leaked and time.monotonic() < deadline:
         time.sleep(0.1)
-        leaked = _processes_mentioning(str(data), str(runtime))
+        leaked = processes_mentioning(str(data), str(runtime))
     sockets = [str(p) for p in runtime.rglob("*") if p.is_socket()] if runtime.exists() else []
     with open("/proc/mounts") as f:
         mounts = [line for line in f if str(data) in line or str(runtime) in line]
-    for line in leaked:  # do not let one test's leak poison the next
+    for pid, _ in leaked:  # do not let one test's leak poison the next
         try:
-            os.kill(int(line.split(":")[0]), 9)
-        except (ProcessLookupError, ValueError):
+            os.kill(pid, 9)
+        except ProcessLookupError:
             pass
     shutil.rmtree(runtime, ignore_errors=True)
     assert not leaked, f"processes left behind: {leaked}"

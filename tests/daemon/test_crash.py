@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from tests.conftest import BUSYBOX_IMAGE, _processes_mentioning
+from hypr_engine.proc import processes_mentioning
+from tests.conftest import BUSYBOX_IMAGE
 from tests.daemon.conftest import assert_clean_error, wait_for
 
 pytestmark = pytest.mark.vm
@@ -45,9 +46,9 @@ def _assert_nothing_left(home) -> None:
     runtime = [p.name for p in home.runtime.iterdir()] if home.runtime.exists() else []
     assert runtime in ([], ["hyprd.sock"]), runtime
     deadline = time.monotonic() + 10
-    while _processes_mentioning(str(home.data), str(home.runtime)) and time.monotonic() < deadline:
+    while processes_mentioning(str(home.data), str(home.runtime)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _processes_mentioning(str(home.data), str(home.runtime))
+    assert not processes_mentioning(str(home.data), str(home.runtime))
 
 
 def _blobs(home) -> list[str]:
