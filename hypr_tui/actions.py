@@ -11,7 +11,7 @@ and not the other (tests/unit/test_actions.py checks).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ def arg(*flags: str, **options: Any) -> Arg:
 class Action:
     name: str                     # subcommand, e.g. "stop"; grouped ones as "system info"
     help: str
-    handler: str                  # coroutine name in hypr_tui.commands
+    handler: str                  # "cmd_x" in hypr_tui.commands, or "module:cmd_x" in hypr_tui.module
     args: tuple[Arg, ...] = ()
     target: str | None = None     # "vm" | "image": what the dashboard's selection supplies
     key: str | None = None        # the dashboard's key for it on a selection
@@ -143,6 +143,15 @@ ACTIONS: tuple[Action, ...] = (
     Action("system info", "engine, accelerator, kernel, initramfs, and why", "cmd_system_info",
            (arg("--format", choices=["table", "json"], default="table"),)),
 )
+
+
+def handler_of(action: Action) -> Callable[..., Awaitable[int]]:
+    """The coroutine function that performs `action` (imported on first use, so
+    `hypr ps` does not import the volume or registry commands)."""
+    import importlib
+
+    module, _, function = action.handler.rpartition(":")
+    return getattr(importlib.import_module(f"hypr_tui.{module or 'commands'}"), function)
 
 
 def by_name(name: str) -> Action:

@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from hypr_tui.actions import ACTIONS, Action
+from hypr_tui.actions import ACTIONS, Action, handler_of
 from hypr_tui.commands import UsageError, _report
 
 
@@ -48,11 +48,10 @@ def build_parser() -> Parser:
 
 async def _main(action: Action, args: argparse.Namespace) -> int:
     from hypr_engine.client import HyprClient
-    from hypr_tui import commands
 
     client = await HyprClient.connect()
     try:
-        return await getattr(commands, action.handler)(client, args)
+        return await handler_of(action)(client, args)
     finally:
         await client.close()
 

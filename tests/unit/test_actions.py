@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from hypr_tui import commands
-from hypr_tui.actions import ACTIONS
+from hypr_tui.actions import ACTIONS, handler_of
 from hypr_tui.cli import build_parser
 
 
@@ -28,7 +27,7 @@ def test_every_action_is_a_subcommand_and_nothing_else_is():
 
 def test_every_action_has_a_handler():
     for action in ACTIONS:
-        assert callable(getattr(commands, action.handler, None)), action.name
+        assert callable(handler_of(action)), action.name
 
 
 def test_actions_on_a_selection_have_unique_dashboard_keys():
