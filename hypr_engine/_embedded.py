@@ -19,6 +19,7 @@ from hypr_engine.events import Event, EventBus, Gap
 from hypr_engine.logfile import LogRecord, exit_record, parse_line, tail_offset
 from hypr_engine.logview import LogView, Page, Positioned
 from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
 from hypr_engine.proc import ProcessRef
 from hypr_engine.state.machine import ACTIVE_STATES, VmState
 
@@ -187,8 +188,22 @@ class EmbeddedTransport:
         return image
 
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
-        in_use = {v.image_id for v in await self.engine.vms.list()}
-        return await self.engine.images.remove(ref, force=force, in_use=in_use)
+        return await self.engine.images.remove(ref, force=force)
+
+    async def tag_image(self, source: str, target: str) -> str:
+        return await self.engine.images.tag(source, target)
+
+    async def image_history(self, ref: str) -> list[ImageHistoryEntry]:
+        return await self.engine.images.history(ref)
+
+    async def save_images(self, refs: list[str], output: Path) -> list[str]:
+        return await self.engine.images.save(list(refs), Path(output))
+
+    async def prune_images(self, *, all: bool = False) -> ImagePruneReport:
+        return await self.engine.prune_images(all=all)
+
+    async def image_disk_usage(self) -> ImageDiskUsage:
+        return await self.engine.image_disk_usage()
 
     # --- VMs ------------------------------------------------------------------------------
 

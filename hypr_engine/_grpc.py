@@ -35,6 +35,7 @@ from hypr_engine.events import Event, Gap
 from hypr_engine.logfile import LogRecord
 from hypr_engine.logview import Page, Positioned
 from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
 
 HELLO_TIMEOUT = 5.0
 QUICK = 30.0            # reads and small changes
@@ -158,6 +159,26 @@ class GrpcTransport:
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         reply = await self._unary(self._images.remove, pb.RemoveImageRequest(ref=ref, force=force), "remove_image")
         return list(reply.lines)
+
+    async def tag_image(self, source: str, target: str) -> str:
+        reply = await self._unary(self._images.tag, pb.TagImageRequest(source=source, target=target), "images")
+        return reply.ref
+
+    async def image_history(self, ref: str) -> list[ImageHistoryEntry]:
+        reply = await self._unary(self._images.history, pb.ImageRef(ref=ref), "images")
+        return [convert.from_pb_fields(ImageHistoryEntry, e) for e in reply.entries]
+
+    async def save_images(self, refs: list[str], output: Path) -> list[str]:
+        request = pb.SaveImagesRequest(refs=list(refs), path=str(Path(output).absolute()))
+        return list((await self._unary(self._images.save, request, "load")).image_ids)
+
+    async def prune_images(self, *, all: bool = False) -> ImagePruneReport:
+        reply = await self._unary(self._images.prune, pb.PruneImagesRequest(all=all), "remove_image")
+        return convert.from_pb_fields(ImagePruneReport, reply)
+
+    async def image_disk_usage(self) -> ImageDiskUsage:
+        reply = await self._unary(self._images.disk_usage, pb.ImageDiskUsageRequest(), "stats")
+        return convert.from_pb_fields(ImageDiskUsage, reply)
 
     # --- VMs --------------------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hypr_engine.logfile import LogRecord
     from hypr_engine.logview import Page, Positioned
     from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+    from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
 
 
 class ExecHandle(Protocol):
@@ -55,6 +56,11 @@ class Transport(Protocol):
     async def list_images(self) -> "list[ImageInfo]": ...
     async def get_image(self, ref: str) -> "ImageInfo": ...
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]: ...
+    async def tag_image(self, source: str, target: str) -> str: ...
+    async def image_history(self, ref: str) -> "list[ImageHistoryEntry]": ...
+    async def save_images(self, refs: list[str], output: Path) -> list[str]: ...
+    async def prune_images(self, *, all: bool = False) -> "ImagePruneReport": ...
+    async def image_disk_usage(self) -> "ImageDiskUsage": ...
     async def create_vm(self, spec: "VmSpec") -> "VmInfo": ...
     def run_vm(self, spec: "VmSpec", *, start: bool = True) -> "AsyncIterator[RunProgress]": ...
     async def start_vm(self, ref: str) -> "VmInfo": ...
@@ -149,6 +155,26 @@ class HyprClient:
 
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         return await self._transport.remove_image(ref, force=force)
+
+    async def tag_image(self, source: str, target: str) -> str:
+        """Give the image `source` names the reference `target` too; returns it in familiar form."""
+        return await self._transport.tag_image(source, target)
+
+    async def image_history(self, ref: str) -> "list[ImageHistoryEntry]":
+        """The image config's history, newest first, with layer sizes (`docker history`)."""
+        return await self._transport.image_history(ref)
+
+    async def save_images(self, refs: list[str], output: Path) -> list[str]:
+        """Write images as one docker-archive at `output` (a path on the engine's host); returns their IDs."""
+        return await self._transport.save_images(refs, output)
+
+    async def prune_images(self, *, all: bool = False) -> "ImagePruneReport":
+        """Remove dangling images (with `all`: every image no VM uses) and reclaim their space."""
+        return await self._transport.prune_images(all=all)
+
+    async def image_disk_usage(self) -> "ImageDiskUsage":
+        """Bytes of blobs and cached root filesystems, and what pruning all unused images would free."""
+        return await self._transport.image_disk_usage()
 
     # --- VMs ------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from hypr_engine import __version__
 from hypr_engine.errors import Locked
 from hypr_engine.images import ImageService
+from hypr_engine.models import ImageDiskUsage, ImagePruneReport
 from hypr_engine.paths import Layout
 from hypr_engine.state.db import Database
 from hypr_engine.vmm import probe
@@ -78,3 +79,14 @@ class Engine:
         info["vms"] = {"total": len(vms), "running": sum(v.state == "running" for v in vms)}
         info["images"] = len(await self.images.list())
         return info
+
+    # --- image store (called by `system prune` and `system df` too) -------------------------
+
+    async def prune_images(self, all: bool = False) -> ImagePruneReport:
+        """Dangling images (no tag, no VM); with `all`, every image no VM uses. Blobs and
+        root filesystems still needed by a remaining image or a VM survive."""
+        return await self.images.prune(all=all)
+
+    async def image_disk_usage(self) -> ImageDiskUsage:
+        """Bytes of the content store and the squashfs cache, and what `prune_images(all=True)` would free."""
+        return await self.images.disk_usage()

@@ -86,6 +86,7 @@ class ImageInfo:
     added_at: float
     config: dict[str, Any]
     layers: list[dict[str, Any]]
+    manifest_digest: str = ""            # the manifest as stored (synthesised for docker-archives)
 
     @property
     def short_id(self) -> str:
@@ -127,3 +128,38 @@ class VmDetails:
     vm_dir: str
     log_path: str
     control_socket: str
+
+
+# --- image store: history, prune and disk usage (hypr_engine/images.py) ---------------------
+
+@dataclass
+class ImageHistoryEntry:
+    """One entry of an image config's history, newest first, as `docker history` shows it."""
+
+    id: str                 # the image ID on the newest entry, "<missing>" on the others (Docker's way)
+    created: str | None     # RFC 3339
+    created_by: str
+    size: int               # bytes of the layer blob this entry made (0 for an empty layer)
+    comment: str
+    empty_layer: bool
+    layer_digest: str       # "" for an empty layer
+
+
+@dataclass
+class ImagePruneReport:
+    """What `rmi`/`image prune`/`system prune` took away."""
+
+    deleted: list[str]      # image IDs removed
+    untagged: list[str]     # familiar references removed with them
+    bytes_reclaimed: int    # blobs and cached root filesystems deleted
+
+
+@dataclass
+class ImageDiskUsage:
+    """Space the images take, for `system df`."""
+
+    images: int             # image records
+    active: int             # of them, used by at least one VM
+    blobs_bytes: int        # the content store (layers, configs, manifests)
+    rootfs_bytes: int       # the squashfs cache, one file per layer stack
+    reclaimable_bytes: int  # what `image prune -a` would free now

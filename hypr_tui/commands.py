@@ -269,33 +269,6 @@ async def cmd_import(client, args) -> int:
     return 0
 
 
-async def cmd_images(client, args) -> int:
-    images = await client.list_images()
-    if args.quiet:
-        for img in images:
-            print(img.short_id)
-    elif args.format == "json":
-        for img in images:
-            print(json.dumps(fmt.image_row_json(img)))
-    else:
-        rows = []
-        for img in images:
-            rows += fmt.image_rows(img)
-        print(fmt.table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows))
-    return 0
-
-
-async def cmd_rmi(client, args) -> int:
-    rc = 0
-    for ref in args.images:
-        try:
-            for line in await client.remove_image(ref, force=args.force):
-                print(line)
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    return rc
-
-
 async def cmd_events(client, args) -> int:
     from hypr_engine.events import Gap, parse_filters
 

@@ -124,6 +124,16 @@ def image_from_pb(message: pb.Image) -> ImageInfo:
     return ImageInfo(**_from_pb(ImageInfo, message, {"layers": layers}))
 
 
+def to_pb_fields(obj: Any, message: Any) -> Any:
+    """A plain model (fields of the same names, nothing special) into its message."""
+    return _to_pb(obj, message, {})
+
+
+def from_pb_fields(cls: type, message: Any) -> Any:
+    """The inverse of `to_pb_fields`."""
+    return cls(**_from_pb(cls, message, {}))
+
+
 def exec_options_to_pb(options: ExecOptions) -> pb.ExecOptions:
     return _to_pb(options, pb.ExecOptions(), {})
 

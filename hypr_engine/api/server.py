@@ -42,7 +42,7 @@ log = logging.getLogger("hyprd.api")
 T = TypeVar("T")
 LOG_BATCH_RECORDS = 512
 LOG_BATCH_BYTES = 256 * 1024
-MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import", "CopyToVm",
+MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import", "CopyToVm", "Tag", "Save", "Prune",
             "CopyFromVm"}
 
 
@@ -294,6 +294,25 @@ class ImagesService(pb.ImagesBase):
     async def remove(self, message: pb.RemoveImageRequest) -> pb.RemoveImageResponse:
         lines = await self.s.detach(self.s.local.remove_image(message.ref, force=message.force))
         return pb.RemoveImageResponse(lines=lines)
+
+    async def tag(self, message: pb.TagImageRequest) -> pb.TagImageResponse:
+        return pb.TagImageResponse(ref=await self.s.local.tag_image(message.source, message.target))
+
+    async def history(self, message: pb.ImageRef) -> pb.ImageHistoryResponse:
+        entries = await self.s.local.image_history(message.ref)
+        return pb.ImageHistoryResponse(entries=[convert.to_pb_fields(e, pb.ImageHistoryEntry()) for e in entries])
+
+    async def save(self, message: pb.SaveImagesRequest) -> pb.SaveImagesResponse:
+        path = _absolute(message.path)
+        ids = await self.s.detach(self.s.local.save_images(list(message.refs), path))
+        return pb.SaveImagesResponse(image_ids=ids)
+
+    async def prune(self, message: pb.PruneImagesRequest) -> pb.ImagePruneReport:
+        report = await self.s.detach(self.s.local.prune_images(all=message.all))
+        return convert.to_pb_fields(report, pb.ImagePruneReport())
+
+    async def disk_usage(self, message: pb.ImageDiskUsageRequest) -> pb.ImageDiskUsage:
+        return convert.to_pb_fields(await self.s.local.image_disk_usage(), pb.ImageDiskUsage())
 
 
 def _absolute(path: str):

@@ -13,6 +13,8 @@ together or not at all: a corrupt archive leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -21,13 +23,14 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Union
 
-from hypr_engine.errors import CorruptData, InvalidArgument, NotFound
+from hypr_engine.errors import CorruptData, InvalidArgument, NotFound, Timeout
 from hypr_engine.oci.descriptor import OCTET_STREAM, Descriptor
 from hypr_engine.oci.digest import CHUNK, digest_hex, validate_digest
 
 Source = Union[bytes, bytearray, memoryview, os.PathLike, BinaryIO, Iterable[bytes]]
 
 _TMP_PREFIX = ".tmp-"
+_GC_LOCK = ".gc.lock"
 
 
 class BlobWriter:
@@ -211,6 +214,48 @@ class ContentStore:
         present, a stream is not read at all.
         """
         return _ingest(self, source, expected_digest, expected_size, media_type, staging=None)
+
+    # -- garbage collection guard --------------------------------------------------------
+    #
+    # The store keeps no reference counts of its own: the images table is the root set,
+    # and a sweep deletes every blob no image row names (images.py). A blob that a load
+    # or a pull has published but whose image row is not committed yet is unnamed for a
+    # moment; `adding()` (shared) spans that moment and `sweeping()` (exclusive) waits
+    # for it, so a concurrent `rmi` or prune in another process never takes it.
+
+    @contextlib.contextmanager
+    def adding(self, timeout: float = 120.0) -> Iterator[None]:
+        """Hold while publishing blobs that no image row names yet, until the row is committed."""
+        with self._gc_lock(fcntl.LOCK_SH, timeout) as held:
+            if not held:
+                raise Timeout(f"the content store {self.root} is being swept for over {timeout:.0f} s")
+            yield
+
+    @contextlib.contextmanager
+    def sweeping(self, timeout: float = 30.0) -> Iterator[bool]:
+        """Exclusive against `adding()`; yields False (sweep nothing) if loads kept it busy past `timeout`."""
+        with self._gc_lock(fcntl.LOCK_EX, timeout) as held:
+            yield held
+
+    @contextlib.contextmanager
+    def _gc_lock(self, mode: int, timeout: float) -> Iterator[bool]:
+        fd = os.open(self.root / _GC_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + timeout
+            delay = 0.005
+            held = False
+            while not held:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    held = True
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        break
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+            yield held
+        finally:
+            os.close(fd)  # closing the only descriptor releases the lock
 
     def stage(self) -> "Staging":
         """A staging area whose blobs become visible together on `commit()`, or vanish."""

@@ -447,7 +447,13 @@ def write_docker_archive_images(
         members["index.json"] = build_index(index_entries)
         members["oci-layout"] = _dump({"imageLayoutVersion": OCI_LAYOUT_VERSION})
 
-    path = Path(path)
+    write_archive_members(Path(path), members)
+    return written
+
+
+def write_archive_members(path: Path, members: dict[str, LayerSource]) -> None:
+    """A tar of `members` (name -> bytes or file), sorted, parent directories first,
+    written under a temporary name and renamed into place when complete."""
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     try:
         with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
@@ -465,4 +471,3 @@ def write_docker_archive_images(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return written

@@ -28,6 +28,11 @@ __all__ = (
     "HelloRequest",
     "HelloResponse",
     "Image",
+    "ImageDiskUsage",
+    "ImageDiskUsageRequest",
+    "ImageHistoryEntry",
+    "ImageHistoryResponse",
+    "ImagePruneReport",
     "ImageRef",
     "ImagesBase",
     "ImagesStub",
@@ -49,6 +54,7 @@ __all__ = (
     "PositionedRecord",
     "Process",
     "ProcessList",
+    "PruneImagesRequest",
     "ReadLogsRequest",
     "RemoveImageRequest",
     "RemoveImageResponse",
@@ -57,6 +63,8 @@ __all__ = (
     "RenameRequest",
     "Resize",
     "RpcStatus",
+    "SaveImagesRequest",
+    "SaveImagesResponse",
     "SearchLogsRequest",
     "SignalProcessRequest",
     "StatsRequest",
@@ -66,6 +74,8 @@ __all__ = (
     "SystemBase",
     "SystemInfo",
     "SystemStub",
+    "TagImageRequest",
+    "TagImageResponse",
     "Vm",
     "VmDetails",
     "VmRef",
@@ -533,8 +543,92 @@ class Image(betterproto2.Message):
         7, betterproto2.TYPE_MESSAGE, repeated=True
     )
 
+    manifest_digest: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    the manifest as stored
+    """
+
 
 default_message_pool.register_message("hypr.v1", "Image", Image)
+
+
+@dataclass(eq=False, repr=False)
+class ImageDiskUsage(betterproto2.Message):
+    images: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+
+    active: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+
+    blobs_bytes: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+    rootfs_bytes: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+    reclaimable_bytes: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("hypr.v1", "ImageDiskUsage", ImageDiskUsage)
+
+
+@dataclass(eq=False, repr=False)
+class ImageDiskUsageRequest(betterproto2.Message):
+    pass
+
+
+default_message_pool.register_message(
+    "hypr.v1", "ImageDiskUsageRequest", ImageDiskUsageRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ImageHistoryEntry(betterproto2.Message):
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    the image id on the newest entry, "<missing>" on the others
+    """
+
+    created: "str | None" = betterproto2.field(
+        2, betterproto2.TYPE_STRING, optional=True
+    )
+
+    created_by: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    size: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+    comment: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    empty_layer: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+    layer_digest: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("hypr.v1", "ImageHistoryEntry", ImageHistoryEntry)
+
+
+@dataclass(eq=False, repr=False)
+class ImageHistoryResponse(betterproto2.Message):
+    entries: "list[ImageHistoryEntry]" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "hypr.v1", "ImageHistoryResponse", ImageHistoryResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ImagePruneReport(betterproto2.Message):
+    deleted: "list[str]" = betterproto2.field(
+        1, betterproto2.TYPE_STRING, repeated=True
+    )
+
+    untagged: "list[str]" = betterproto2.field(
+        2, betterproto2.TYPE_STRING, repeated=True
+    )
+
+    bytes_reclaimed: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("hypr.v1", "ImagePruneReport", ImagePruneReport)
 
 
 @dataclass(eq=False, repr=False)
@@ -823,6 +917,16 @@ default_message_pool.register_message("hypr.v1", "ProcessList", ProcessList)
 
 
 @dataclass(eq=False, repr=False)
+class PruneImagesRequest(betterproto2.Message):
+    all: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message(
+    "hypr.v1", "PruneImagesRequest", PruneImagesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
 class ReadLogsRequest(betterproto2.Message):
     """
 
@@ -938,6 +1042,31 @@ class RpcStatus(betterproto2.Message):
 
 
 default_message_pool.register_message("hypr.v1", "RpcStatus", RpcStatus)
+
+
+@dataclass(eq=False, repr=False)
+class SaveImagesRequest(betterproto2.Message):
+    refs: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+
+    path: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    absolute, on the daemon's host
+    """
+
+
+default_message_pool.register_message("hypr.v1", "SaveImagesRequest", SaveImagesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SaveImagesResponse(betterproto2.Message):
+    image_ids: "list[str]" = betterproto2.field(
+        1, betterproto2.TYPE_STRING, repeated=True
+    )
+
+
+default_message_pool.register_message(
+    "hypr.v1", "SaveImagesResponse", SaveImagesResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -1092,6 +1221,33 @@ class SystemInfo(betterproto2.Message):
 
 
 default_message_pool.register_message("hypr.v1", "SystemInfo", SystemInfo)
+
+
+@dataclass(eq=False, repr=False)
+class TagImageRequest(betterproto2.Message):
+    source: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    reference or id prefix
+    """
+
+    target: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    repository[:tag]
+    """
+
+
+default_message_pool.register_message("hypr.v1", "TagImageRequest", TagImageRequest)
+
+
+@dataclass(eq=False, repr=False)
+class TagImageResponse(betterproto2.Message):
+    ref: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    the new reference, familiar form
+    """
+
+
+default_message_pool.register_message("hypr.v1", "TagImageResponse", TagImageResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1557,6 +1713,114 @@ class ImagesStub(betterproto2_grpclib.ServiceStub):
             "/hypr.v1.Images/Remove",
             message,
             RemoveImageResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def tag(
+        self,
+        message: "TagImageRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "TagImageResponse":
+        """
+        Give an image another reference (moving it from the image it named, if any).
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Images/Tag",
+            message,
+            TagImageResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def history(
+        self,
+        message: "ImageRef",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ImageHistoryResponse":
+        """
+        The image config's history, newest first, with layer sizes.
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Images/History",
+            message,
+            ImageHistoryResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def save(
+        self,
+        message: "SaveImagesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "SaveImagesResponse":
+        """
+        Write images as one docker-archive at `path` on the daemon's host.
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Images/Save",
+            message,
+            SaveImagesResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def prune(
+        self,
+        message: "PruneImagesRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ImagePruneReport":
+        """
+        Remove dangling images (`all`: every image no VM uses) and reclaim their space.
+        """
+
+        return await self._unary_unary(
+            "/hypr.v1.Images/Prune",
+            message,
+            ImagePruneReport,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def disk_usage(
+        self,
+        message: "ImageDiskUsageRequest | None" = None,
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ImageDiskUsage":
+        """
+        Bytes of blobs and cached root filesystems, and what pruning would free.
+        """
+
+        if message is None:
+            message = ImageDiskUsageRequest()
+
+        return await self._unary_unary(
+            "/hypr.v1.Images/DiskUsage",
+            message,
+            ImageDiskUsage,
             timeout=timeout,
             deadline=deadline,
             metadata=metadata,
@@ -2195,6 +2459,41 @@ class ImagesBase(betterproto2_grpclib.ServiceBase):
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
+    async def tag(self, message: "TagImageRequest") -> "TagImageResponse":
+        """
+        Give an image another reference (moving it from the image it named, if any).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def history(self, message: "ImageRef") -> "ImageHistoryResponse":
+        """
+        The image config's history, newest first, with layer sizes.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def save(self, message: "SaveImagesRequest") -> "SaveImagesResponse":
+        """
+        Write images as one docker-archive at `path` on the daemon's host.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def prune(self, message: "PruneImagesRequest") -> "ImagePruneReport":
+        """
+        Remove dangling images (`all`: every image no VM uses) and reclaim their space.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def disk_usage(self, message: "ImageDiskUsageRequest") -> "ImageDiskUsage":
+        """
+        Bytes of blobs and cached root filesystems, and what pruning would free.
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
     async def __rpc_load(
         self, stream: "grpclib.server.Stream[LoadRequest, LoadResponse]"
     ) -> None:
@@ -2235,6 +2534,46 @@ class ImagesBase(betterproto2_grpclib.ServiceBase):
         response = await self.remove(request)
         await stream.send_message(response)
 
+    async def __rpc_tag(
+        self, stream: "grpclib.server.Stream[TagImageRequest, TagImageResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.tag(request)
+        await stream.send_message(response)
+
+    async def __rpc_history(
+        self, stream: "grpclib.server.Stream[ImageRef, ImageHistoryResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.history(request)
+        await stream.send_message(response)
+
+    async def __rpc_save(
+        self, stream: "grpclib.server.Stream[SaveImagesRequest, SaveImagesResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.save(request)
+        await stream.send_message(response)
+
+    async def __rpc_prune(
+        self, stream: "grpclib.server.Stream[PruneImagesRequest, ImagePruneReport]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.prune(request)
+        await stream.send_message(response)
+
+    async def __rpc_disk_usage(
+        self, stream: "grpclib.server.Stream[ImageDiskUsageRequest, ImageDiskUsage]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.disk_usage(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> "dict[str, grpclib.const.Handler]":
         return {
             "/hypr.v1.Images/Load": grpclib.const.Handler(
@@ -2266,6 +2605,36 @@ class ImagesBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.UNARY_UNARY,
                 RemoveImageRequest,
                 RemoveImageResponse,
+            ),
+            "/hypr.v1.Images/Tag": grpclib.const.Handler(
+                self.__rpc_tag,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                TagImageRequest,
+                TagImageResponse,
+            ),
+            "/hypr.v1.Images/History": grpclib.const.Handler(
+                self.__rpc_history,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ImageRef,
+                ImageHistoryResponse,
+            ),
+            "/hypr.v1.Images/Save": grpclib.const.Handler(
+                self.__rpc_save,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                SaveImagesRequest,
+                SaveImagesResponse,
+            ),
+            "/hypr.v1.Images/Prune": grpclib.const.Handler(
+                self.__rpc_prune,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                PruneImagesRequest,
+                ImagePruneReport,
+            ),
+            "/hypr.v1.Images/DiskUsage": grpclib.const.Handler(
+                self.__rpc_disk_usage,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ImageDiskUsageRequest,
+                ImageDiskUsage,
             ),
         }
 
