@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -70,6 +71,9 @@ struct copy {
 	int file_fd;
 	uint64_t file_left, file_size;
 	int walked;                /* everything, end blocks included, is queued */
+	struct buf xattrs;         /* PAX records of the current entry's xattrs */
+	struct seen_link *links;   /* non-directories with several links, by inode */
+	size_t nlinks, links_cap;
 	/* COPY_IN */
 	int dir_fd;
 	struct tar_reader rd;
@@ -82,6 +86,13 @@ struct copy {
 	uint32_t in_credit;
 	struct deferred *dirs;
 	size_t ndirs, dirs_cap;
+};
+
+/* The first member name of an inode with several links: later ones become hard links to it. */
+struct seen_link {
+	dev_t dev;
+	ino_t ino;
+	char *name;
 };
 
 static struct copy copies[MAX_COPIES];
@@ -121,6 +132,10 @@ static void free_copy(struct copy *c)
 	for (int i = 0; i < c->depth; i++)
 		closedir(c->stack[i].d);
 	buf_free(&c->q);
+	buf_free(&c->xattrs);
+	for (size_t i = 0; i < c->nlinks; i++)
+		free(c->links[i].name);
+	free(c->links);
 	free(c->name);
 	free(c->root_base);
 	if (c->kind == C_IN)
@@ -228,6 +243,64 @@ static int gone(int err)
 	return err == ENOENT || err == ELOOP || err == ENOTDIR || err == ENXIO;
 }
 
+/* The member an earlier link of this inode was stored as, or NULL (and remember this one). */
+static char *hard_link_to(struct copy *c, const struct stat *st, int *oom)
+{
+	for (size_t i = 0; i < c->nlinks; i++)
+		if (c->links[i].dev == st->st_dev && c->links[i].ino == st->st_ino)
+			return c->links[i].name;
+	if (c->nlinks == c->links_cap) {
+		size_t cap = c->links_cap ? c->links_cap * 2 : 16;
+		struct seen_link *p = realloc(c->links, cap * sizeof *p);
+		if (!p) {
+			*oom = 1;
+			return NULL;
+		}
+		c->links = p;
+		c->links_cap = cap;
+	}
+	char *name = strdup(c->name);
+	if (!name) {
+		*oom = 1;
+		return NULL;
+	}
+	c->links[c->nlinks++] = (struct seen_link){ st->st_dev, st->st_ino, name };
+	return NULL;
+}
+
+/* Linux's limits (linux/limits.h; musl's sys/xattr.h does not carry them). */
+#define XATTR_NAMES_MAX 65536   /* XATTR_LIST_MAX */
+#define XATTR_VALUE_MAX 65536   /* XATTR_SIZE_MAX */
+#define XATTR_NAME_LEN 255      /* XATTR_NAME_MAX */
+
+/* The entry's extended attributes as PAX `SCHILY.xattr.NAME` records (GNU tar's and
+ * Docker's key) in c->xattrs.  A file system without xattrs, or an entry that vanished,
+ * gives none; the entry itself still goes. */
+static int collect_xattrs(struct copy *c, int pfd, const char *base)
+{
+	static char names[XATTR_NAMES_MAX];
+	static char value[XATTR_VALUE_MAX];
+	char path[PATH_MAX + 32];
+	buf_clear(&c->xattrs);
+	/* l*xattr through /proc/self/fd: the *at forms do not exist, and a symlink's own
+	 * attributes need the l- variants. */
+	if (snprintf(path, sizeof path, "/proc/self/fd/%d/%s", pfd, base) >= (int)sizeof path)
+		return 0;
+	ssize_t n = llistxattr(path, names, sizeof names);
+	if (n <= 0)
+		return 0;
+	for (ssize_t i = 0; i < n; i += (ssize_t)strlen(names + i) + 1) {
+		char key[XATTR_NAME_LEN + 32];
+		ssize_t v = lgetxattr(path, names + i, value, sizeof value);
+		if (v < 0)
+			continue;
+		snprintf(key, sizeof key, "SCHILY.xattr.%s", names + i);
+		if (tar_pax_record_n(&c->xattrs, key, value, (size_t)v) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* Queue the header of the entry base in directory pfd, named c->name, and
  * set up its contents (a file to read, a directory to walk). */
 static int emit(struct copy *c, int pfd, const char *base, char *err, size_t errlen)
@@ -246,6 +319,28 @@ static int emit(struct copy *c, int pfd, const char *base, char *err, size_t err
 	char link[PATH_MAX];
 	int fd = -1;
 	DIR *d = NULL;
+	if (collect_xattrs(c, pfd, base) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	e.pax_extra = &c->xattrs;
+	if (!S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+		int oom = 0;
+		char *first = hard_link_to(c, &st, &oom);
+		if (oom) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		if (first) {   /* a later link: a hard link member, no data */
+			e.type = TAR_LINK;
+			e.linkname = first;
+			if (tar_put_header(&c->q, &e) < 0) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			return 0;
+		}
+	}
 	if (S_ISREG(st.st_mode)) {
 		fd = openat(pfd, base, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

@@ -55,20 +55,26 @@ static size_t digits(size_t v)
 	return d;
 }
 
-/* One PAX record: "LEN key=value\n", LEN counting the whole record. */
-static int pax_record(struct buf *b, const char *key, const char *val)
+/* One PAX record: "LEN key=value\n", LEN counting the whole record.  The value
+ * may hold any bytes (an xattr's): the length, not a terminator, delimits it. */
+int tar_pax_record_n(struct buf *b, const char *key, const void *val, size_t vn)
 {
-	size_t base = strlen(key) + strlen(val) + 3;
+	size_t base = strlen(key) + vn + 3;
 	size_t len = base + 1;
 	while (base + digits(len) != len)
 		len = base + digits(len);
 	char head[32];
 	int hn = snprintf(head, sizeof head, "%zu ", len);
 	if (buf_append(b, head, (size_t)hn) < 0 || buf_append(b, key, strlen(key)) < 0 ||
-	    buf_append(b, "=", 1) < 0 || buf_append(b, val, strlen(val)) < 0 ||
+	    buf_append(b, "=", 1) < 0 || (vn && buf_append(b, val, vn) < 0) ||
 	    buf_append(b, "\n", 1) < 0)
 		return -1;
 	return 0;
+}
+
+static int pax_record(struct buf *b, const char *key, const char *val)
+{
+	return tar_pax_record_n(b, key, val, strlen(val));
 }
 
 static void checksum(uint8_t *h)
@@ -136,6 +142,8 @@ int tar_put_header(struct buf *b, const struct tar_entry *e)
 		snprintf(num, sizeof num, "%lld", (long long)e->mtime);
 		rc |= pax_record(&pax, "mtime", num);
 	}
+	if (e->pax_extra && e->pax_extra->len)   /* xattrs, already PAX records */
+		rc |= buf_append(&pax, buf_head(e->pax_extra), e->pax_extra->len);
 	if (rc) {
 		buf_free(&pax);
 		return -1;

@@ -36,6 +36,7 @@ struct tar_entry {
 	int64_t mtime;      /* seconds */
 	uint64_t size;      /* data bytes that follow (0 for all but regular and unknown types) */
 	uint32_t devmajor, devminor;
+	const struct buf *pax_extra;   /* more PAX records for the header (SCHILY.xattr.*), or NULL */
 };
 
 /* ---- writing ---- */
@@ -43,6 +44,8 @@ struct tar_entry {
 /* Append the header block(s) of e (a PAX header first when needed).  The
  * name of a directory should end in '/'.  0, or -1 when out of memory. */
 int tar_put_header(struct buf *b, const struct tar_entry *e);
+/* Append one PAX record "LEN key=value\n" whose value is vn bytes (binary-safe). */
+int tar_pax_record_n(struct buf *b, const char *key, const void *val, size_t vn);
 /* Zero bytes that pad data of size bytes to a whole block. */
 static inline uint32_t tar_padding(uint64_t size)
 {

@@ -203,9 +203,9 @@ class ImageService:
         vms = (await self.users()).get(image.id, [])
         if vms and not force:
             what = parse_reference(ref).familiar() if by_tag else image.short_id
-            raise Conflict(f"unable to remove image {what}: VM {vms[0]} uses it"
-                           f"{f' (and {len(vms) - 1} more)' if len(vms) > 1 else ''}; remove the VM first, "
-                           "or use -f to untag it")
+            more = f" and {len(vms) - 1} more" if len(vms) > 1 else ""
+            raise Conflict(f"unable to remove image {what}: it is used by a VM ({vms[0]}{more}); "
+                           "remove the VM first, or use -f to untag it")
         untagged = [f"Untagged: {parse_reference(t).familiar()}" for t in tags]
         # The row goes only if no VM names it, checked in the same transaction as the delete.
         await self._db.transaction([

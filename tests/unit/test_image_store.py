@@ -168,7 +168,7 @@ def test_image_prune_removes_dangling_only_and_all_removes_every_unused_image(hy
 def test_rmi_of_an_image_a_vm_uses_is_refused_without_force(hypr_home, busybox):
     hypr_home.run("create", "--name", "keeper", busybox, "true", check=True)
     before = _blobs(hypr_home)
-    _one_error_line(hypr_home.run("rmi", busybox), "VM keeper uses it", "-f")
+    _one_error_line(hypr_home.run("rmi", busybox), "it is used by a VM (keeper)", "-f")
     assert _blobs(hypr_home) == before and "hypr/busybox" in hypr_home.out("images")
 
     # -f untags; the image stays (untagged) while the VM needs it, and the VM can still use it.
