@@ -30,7 +30,6 @@ from hypr_engine.oci.digest import CHUNK, digest_hex, validate_digest
 Source = Union[bytes, bytearray, memoryview, os.PathLike, BinaryIO, Iterable[bytes]]
 
 _TMP_PREFIX = ".tmp-"
-_GC_LOCK = ".gc.lock"
 
 
 class BlobWriter:
@@ -239,7 +238,8 @@ class ContentStore:
 
     @contextlib.contextmanager
     def _gc_lock(self, mode: int, timeout: float) -> Iterator[bool]:
-        fd = os.open(self.root / _GC_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        # The lock is on the blob directory itself: no lock file to show up among the blobs.
+        fd = os.open(self.blob_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             deadline = time.monotonic() + timeout
             delay = 0.005

@@ -311,3 +311,22 @@ def test_disk_usage_counts_blobs_and_rootfs_and_what_pruning_frees(hypr_home, tm
     after = sum(_blobs(hypr_home).values()) + sum(p.stat().st_size for p in (hypr_home.data / "rootfs").glob("*.squashfs"))
     assert before - after == du.reclaimable_bytes > 0
     assert "Total reclaimed space: " in reclaimed
+
+
+def test_a_sweep_never_takes_blobs_a_load_has_not_recorded_yet(tmp_path):
+    """Between publishing blobs and committing the image row, a load holds `adding()`; a sweep
+    (another process's rmi or prune) waits for it, or gives up and deletes nothing."""
+    from hypr_engine.oci.content import ContentStore
+
+    store = ContentStore(tmp_path / "blobs")
+    other = ContentStore(tmp_path / "blobs")  # as another process would open it
+    with store.adding():
+        digest = store.ingest(b"not recorded yet").digest
+        with other.sweeping(timeout=0.2) as held:
+            assert not held
+        with other.adding(timeout=0.2):  # loads do not exclude each other
+            pass
+    with other.sweeping(timeout=0.2) as held:
+        assert held
+    assert store.has(digest)
+    assert [p.name for p in (tmp_path / "blobs").rglob("*")] == ["sha256", digest[7:]]

@@ -121,3 +121,22 @@ def test_rmi_reclaims_blobs(hypr_home, busybox):
     assert hypr_home.out("images", "-q") == ""
     missing = hypr_home.run("rmi", busybox)
     assert missing.returncode == 125 and b"unable to find image" in missing.stderr
+
+
+def test_a_running_vms_image_and_rootfs_are_never_reclaimed(hypr_home, busybox):
+    """rmi refuses without -f; with -f the image only loses its tag; prune -a keeps it; the VM
+    keeps working; once the VM is gone, prune takes blobs and root filesystem."""
+    hypr_home.run("run", "-d", "--name", "busy", busybox, "sleep", "600", check=True)
+    blobs, rootfs = _store_files(hypr_home), sorted((hypr_home.data / "rootfs").glob("*.squashfs"))
+    assert blobs and len(rootfs) == 1
+    refused = hypr_home.run("rmi", busybox)
+    assert refused.returncode == 125 and b"it is used by a VM (busy)" in refused.stderr
+    assert hypr_home.out("rmi", "-f", busybox).splitlines() == ["Untagged: hypr/busybox:latest"]
+    assert "Total reclaimed space: 0B" in hypr_home.out("image", "prune", "-a", "-f")
+    assert _store_files(hypr_home) == blobs and sorted((hypr_home.data / "rootfs").glob("*.squashfs")) == rootfs
+    assert hypr_home.run("exec", "busy", "cat", "/bin/busybox").returncode == 0
+    hypr_home.run("restart", "-t", "0", "busy", check=True)  # needs the image and its rootfs again
+    assert hypr_home.out("exec", "busy", "echo", "back") == "back\n"
+    hypr_home.run("rm", "-f", "busy", check=True)
+    assert "deleted: sha256:" in hypr_home.out("image", "prune", "-f")
+    assert _store_files(hypr_home) == set() and not list((hypr_home.data / "rootfs").glob("*.squashfs"))
