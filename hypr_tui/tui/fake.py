@@ -374,6 +374,39 @@ class FakeClient:
     async def import_image(self, tarball, ref):
         raise NotFound(f"{tarball}: no such file")
 
+    # --- image actions (hypr_tui/tui/image_actions.py) ---
+
+    def _image(self, ref: str) -> ImageInfo:
+        for img in self.images:
+            if ref in img.tags or img.id == ref or img.short_id == ref:
+                return img
+        raise NotFound(f"unable to find image '{ref}' locally")
+
+    async def get_image(self, ref: str) -> ImageInfo:
+        return self._image(ref)
+
+    async def image_history(self, ref: str) -> list:
+        from hypr_engine.models import ImageHistoryEntry
+
+        img = self._image(ref)
+        return [ImageHistoryEntry(id=img.id, created=img.created, created_by="/bin/sh -c #(nop) CMD [\"sh\"]",
+                                  size=img.size, comment="", empty_layer=False, layer_digest="sha256:" + "ab" * 32)]
+
+    async def tag_image(self, source: str, target: str) -> str:
+        self.calls.append(("tag", source, target))
+        self._image(source).tags.append(target)
+        return target
+
+    async def save_images(self, refs: list[str], output) -> list[str]:
+        self.calls.append(("save", tuple(refs), str(output)))
+        return [self._image(r).id for r in refs]
+
+    async def prune_images(self, *, all: bool = False):
+        from hypr_engine.models import ImagePruneReport
+
+        self.calls.append(("image prune", all))
+        return ImagePruneReport(deleted=[], untagged=[], bytes_reclaimed=0)
+
     async def create_vm(self, spec: VmSpec) -> VmInfo:
         n = len(self.vms) + 10
         vm = _vm(n, spec.name or f"vm{n}", spec.image, "created", age=0, command=spec.command)
