@@ -17,11 +17,12 @@ concurrent load has published but not yet recorded.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AsyncIterator
 
 from hypr_engine.crash import crash_point
 from hypr_engine.errors import Conflict, InvalidArgument, NotFound
@@ -58,7 +59,7 @@ class ImageService:
             raise NotFound(f"archive {archive} does not exist")
         from hypr_engine.oci.archive import load_archive
 
-        with self.store.adding():
+        async with self._adding():
             loaded = await asyncio.to_thread(load_archive, archive, self.store)
             crash_point("load.after_blobs")
             return [await self._record(img) for img in loaded]
@@ -69,12 +70,23 @@ class ImageService:
         tag = parse_reference(ref).familiar() if ref else None
         from hypr_engine.oci.archive import import_rootfs
 
-        with self.store.adding():
+        async with self._adding():
             loaded = await asyncio.to_thread(import_rootfs, tarball, self.store)
             if ref:
                 loaded.repo_tags = [str(parse_reference(ref))]
             del tag
             return await self._record(loaded)
+
+    @contextlib.asynccontextmanager
+    async def _adding(self) -> AsyncIterator[None]:
+        """`store.adding()` taken in a worker thread: waiting for a sweep must not block the
+        event loop (the sweep itself reads the image rows through it)."""
+        guard = self.store.adding()
+        await asyncio.to_thread(guard.__enter__)
+        try:
+            yield
+        finally:
+            guard.__exit__(None, None, None)
 
     async def _record(self, img: "LoadedImage") -> ImageInfo:
         layers = [{"digest": d.digest, "media_type": d.media_type, "size": d.size} for d in img.layers]

@@ -330,3 +330,34 @@ def test_a_sweep_never_takes_blobs_a_load_has_not_recorded_yet(tmp_path):
         assert held
     assert store.has(digest)
     assert [p.name for p in (tmp_path / "blobs").rglob("*")] == ["sha256", digest[7:]]
+
+
+def test_loads_and_removals_at_once_in_one_engine_keep_the_store_consistent(hypr_home, tmp_path):
+    """hyprd serves a load and an rmi at the same time: the sweep waits for the load's row,
+    never takes its blobs, and neither blocks the other's event loop."""
+    from hypr_engine.engine import Engine
+    from hypr_engine.paths import Layout
+
+    archive, (a, b) = _two_images_sharing_a_layer(tmp_path)
+    other = tmp_path / "other.tar"
+    c = w.write_docker_archive(other, [_base_layer(), w.layer_tar([w.file("c", "c\n")])], _config(["c"]), ["app:c"])
+
+    async def race() -> None:
+        engine = await Engine.open(Layout(hypr_home.data, hypr_home.runtime))
+        try:
+            for _ in range(3):
+                await engine.images.load(archive)
+                await asyncio.wait_for(asyncio.gather(
+                    engine.images.load(other), engine.images.remove("app:a", force=False),
+                    engine.prune_images(all=False)), 60)
+                await asyncio.wait_for(asyncio.gather(
+                    engine.images.remove("app:c", force=False), engine.images.load(archive)), 60)
+        finally:
+            await engine.close()
+
+    asyncio.run(race())
+    assert sorted(_ids(hypr_home)) == sorted([a.config_digest, b.config_digest])
+    expected = {a.config_digest, b.config_digest, *a.diff_ids, *b.diff_ids,
+                _inspect(hypr_home, "app:a")["ManifestDigest"], _inspect(hypr_home, "app:b")["ManifestDigest"]}
+    assert set(_blobs(hypr_home)) == expected
+    assert c.diff_ids[1] not in _blobs(hypr_home)
