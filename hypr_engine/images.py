@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -372,8 +373,6 @@ def _size(path: Path) -> int:
 
 def _check_writable_destination(output: Path) -> None:
     """A clear error now rather than a half-written archive later."""
-    import os
-
     parent = output.parent if str(output.parent) else Path(".")
     if output.is_dir():
         raise InvalidArgument(f"cannot save to {output}: it is a directory")
