@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hypr_engine.logfile import LogRecord
     from hypr_engine.logview import Page, Positioned
     from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+    from hypr_engine.oci.registry.progress import Progress
 
 
 class ExecHandle(Protocol):
@@ -55,6 +56,10 @@ class Transport(Protocol):
     async def list_images(self) -> "list[ImageInfo]": ...
     async def get_image(self, ref: str) -> "ImageInfo": ...
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]: ...
+    def pull_image(self, ref: str, *, platform: str | None = None) -> "AsyncIterator[Progress]": ...
+    def push_image(self, ref: str) -> "AsyncIterator[Progress]": ...
+    async def login(self, server: str, username: str, password: str) -> str: ...
+    async def logout(self, server: str) -> str: ...
     async def create_vm(self, spec: "VmSpec") -> "VmInfo": ...
     def run_vm(self, spec: "VmSpec", *, start: bool = True) -> "AsyncIterator[RunProgress]": ...
     async def start_vm(self, ref: str) -> "VmInfo": ...
@@ -149,6 +154,23 @@ class HyprClient:
 
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         return await self._transport.remove_image(ref, force=force)
+
+    # --- registries ----------------------------------------------------------------------
+
+    def pull_image(self, ref: str, *, platform: str | None = None) -> "AsyncIterator[Progress]":
+        """Pull from a registry, streaming Progress; the last event ("done") carries the image."""
+        return self._transport.pull_image(ref, platform=platform)
+
+    def push_image(self, ref: str) -> "AsyncIterator[Progress]":
+        """Push a tagged image to its registry, streaming Progress ("done" says the digest)."""
+        return self._transport.push_image(ref)
+
+    async def login(self, server: str, username: str, password: str) -> str:
+        """Check credentials against a registry and store them (0600); returns "Login Succeeded"."""
+        return await self._transport.login(server, username, password)
+
+    async def logout(self, server: str) -> str:
+        return await self._transport.logout(server)
 
     # --- VMs ------------------------------------------------------------------------------
 

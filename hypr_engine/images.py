@@ -185,3 +185,16 @@ class ImageService:
             self.rootfs.prune(keep_chains=chains)
 
         await asyncio.to_thread(sweep)
+
+    # --- registry pulls and pushes (hypr_engine/oci/registry) ------------------------------
+
+    async def record_pulled(self, img: "LoadedImage") -> ImageInfo:
+        """Record an image a pull has put in the store, exactly as `load` records one."""
+        return await self._record(img)
+
+    async def manifest_digest(self, image_id: str) -> str:
+        """The digest of the manifest stored for an image (what `push` uploads)."""
+        row = await self._db.fetchone("SELECT manifest_digest FROM images WHERE id=?", (image_id,))
+        if row is None:
+            raise NotFound(f"no such image: {image_id}")
+        return row["manifest_digest"]
