@@ -332,3 +332,25 @@ def manifest_digest_of(layout: Path, ref_name: str | None = None) -> str:
 
 
 _SAFE = re.compile(r"[^a-z0-9]+")
+
+
+def http_push_layout(layout: Path, registry_host: str, repo: str, tag: str) -> None:
+    """Upload an OCI layout's one image blob by blob, byte for byte (skopeo would compress
+    uncompressed layers on the way; this keeps them as written)."""
+    import httpx
+
+    base = f"http://{registry_host}"
+    index = json.loads((layout / "index.json").read_text())
+    entry = index["manifests"][0]
+    manifest = (layout / "blobs/sha256" / entry["digest"].split(":")[1]).read_bytes()
+    parsed = json.loads(manifest)
+    with httpx.Client(timeout=60) as http:
+        for desc in [parsed["config"], *parsed["layers"]]:
+            data = (layout / "blobs/sha256" / desc["digest"].split(":")[1]).read_bytes()
+            loc = http.post(f"{base}/v2/{repo}/blobs/uploads/").headers["Location"]
+            url = httpx.URL(loc if loc.startswith("http") else base + loc).copy_merge_params({"digest": desc["digest"]})
+            put = http.put(url, content=data)
+            assert put.status_code == 201, put.text
+        put = http.put(f"{base}/v2/{repo}/manifests/{tag}", content=manifest,
+                       headers={"Content-Type": entry["mediaType"]})
+        assert put.status_code == 201, put.text

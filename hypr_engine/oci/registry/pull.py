@@ -48,6 +48,8 @@ SCHEMA1_TYPES = ("application/vnd.docker.distribution.manifest.v1+json",
                  "application/vnd.docker.distribution.manifest.v1+prettyjws")
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
 _DEFAULT_VARIANT = {"arm64": "v8"}
+_KNOWN_OS = {"linux", "windows", "darwin", "freebsd"}
+_KNOWN_ARCH = {"amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "loong64"}
 
 
 # --- platforms ----------------------------------------------------------------------------
@@ -78,8 +80,15 @@ def parse_platform(text: str | None) -> tuple[Platform, bool]:
         host = host_platform()
         return Platform(host["os"], host["architecture"]), False
     parts = text.strip().lower().split("/")
-    if len(parts) == 1:
-        parts = ["linux", parts[0]]
+    if len(parts) == 1:   # as containerd reads one word: an OS (with this host's arch) or an arch (on linux)
+        word = _ARCH_ALIASES.get(parts[0], parts[0])
+        if word in _KNOWN_OS:
+            parts = [word, host_platform()["architecture"]]
+        elif word in _KNOWN_ARCH:
+            parts = ["linux", word]
+        else:
+            raise InvalidArgument(f"invalid platform {text!r}: unknown operating system or architecture "
+                                  "(use os/arch[/variant], e.g. linux/arm64)")
     if len(parts) not in (2, 3) or not all(parts):
         raise InvalidArgument(f"invalid platform {text!r}: use os/arch[/variant], e.g. linux/arm64")
     arch = _ARCH_ALIASES.get(parts[1], parts[1])
