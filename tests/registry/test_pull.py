@@ -176,14 +176,20 @@ def test_a_cut_mid_layer_resumes_with_a_range_request(hypr_home, registry, image
     assert 0 < start <= big.size // 3
 
 
-def test_two_concurrent_pulls_fetch_each_blob_once(hypr_home, registry, images, proxy_for):
+@pytest.mark.parametrize("daemon", [False, True], ids=["two-processes", "one-hyprd"])
+def test_two_concurrent_pulls_fetch_each_blob_once(hypr_home, hyprd_factory, registry, images, proxy_for, daemon):
+    """Two embedded engines (separate processes on one data dir) or two calls to one hyprd."""
+    if daemon:
+        hyprd_factory.start()
     written = images.push(f"{registry.host}/shared:1")
     proxy = proxy_for(registry)
-    proxy.delay = 0.01                               # slow enough that the two pulls overlap
+    proxy.delay = 0.05                  # per 64 KiB: each pull takes over a second, so the two overlap
     ref = f"{proxy.host}/shared:1"
     procs = [hypr_home.popen("pull", ref, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
+    # They did overlap: one waited on the other's blob locks, then found the blobs stored.
+    assert any(b"Waiting for another pull" in out for out, _ in outs), outs
     for desc in [*written.layers]:
         assert len(proxy.requests_for(f"/blobs/{desc.digest}")) == 1, proxy.log
     assert len(proxy.requests_for(f"/blobs/{written.config_digest}")) == 1, proxy.log
