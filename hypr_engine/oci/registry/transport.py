@@ -206,7 +206,10 @@ class Transport:
         received = 0
         failures = 0
         while True:
-            headers = {"Range": f"bytes={received}-"} if received else {}
+            # identity: a CDN must not gzip the bytes on the wire (the digest is of the blob as stored).
+            headers = {"Accept-Encoding": "identity"}
+            if received:
+                headers["Range"] = f"bytes={received}-"
             before = received
             try:
                 async with self._stream(path, scope, headers, what) as response:
