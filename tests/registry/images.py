@@ -46,8 +46,9 @@ def write_multi_arch(layout: Path, ref_name: str = "multi") -> dict[str, w.Writt
         "amd64": write_image(staging, "amd64 image", arch="amd64", seed=2),
         "arm64": write_image(staging, "arm64 image", arch="arm64", seed=3),
     }
-    entries = [Descriptor(OCI_MANIFEST, img.manifest_digest, len(img.manifest),
-                          platform={"os": "linux", "architecture": arch} | ({"variant": "v8"} if arch == "arm64" else {}))
+    platforms = {"amd64": {"os": "linux", "architecture": "amd64"},
+                 "arm64": {"os": "linux", "architecture": "arm64", "variant": "v8"}}
+    entries = [Descriptor(OCI_MANIFEST, img.manifest_digest, len(img.manifest), platform=platforms[arch])
                for arch, img in images.items()]
     index = build_index(entries)
     blobs = staging / "blobs" / "sha256"

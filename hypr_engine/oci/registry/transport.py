@@ -51,8 +51,8 @@ def connection_error(endpoint: Endpoint, exc: BaseException) -> tuple[HyprError,
     host = endpoint.base_url.split("://", 1)[1]
     if any(isinstance(e, socket.gaierror) for e in chain) or "Name or service not known" in text \
             or "No address associated" in text or "Temporary failure in name resolution" in text:
-        return Unavailable(f"cannot resolve the registry host {host.rsplit(':', 1)[0] if ':' in host and not host.endswith(']') else host}: "
-                           "no such host"), False
+        name = host if host.endswith("]") else host.rsplit(":", 1)[0]
+        return Unavailable(f"cannot resolve the registry host {name}: no such host"), False
     if any(isinstance(e, ssl.SSLError) for e in chain) or "SSL" in text or "certificate" in text.lower():
         reason = next((getattr(e, "reason", None) or str(e) for e in chain if isinstance(e, ssl.SSLError)), text)
         return Unavailable(f"TLS error talking to {host}: {reason} (a registry without TLS must be listed "
