@@ -87,21 +87,24 @@ def test_pull_and_push_through_hyprd(hypr_home, hyprd, registry, images, tmp_pat
 
 
 @pytest.mark.vm
-def test_run_pulls_a_missing_image_and_runs_it_in_a_vm(hypr_home, other_home, registry, tmp_path):
+def test_run_pulls_a_missing_image_and_runs_it_in_a_vm(hypr_home, other_home, registry, images):
+    """An image pushed by skopeo (Docker schema 2, gzip): `hypr run` pulls and boots it; push it
+    back (a Docker manifest, uploaded as is), and another data directory pulls the same image."""
     ref = f"{registry.host}/vm/app:1"
-    written = _archive(tmp_path / "img.tar", [ref], marker="hello from a pulled image")
-    other_home.run("load", "-i", str(tmp_path / "img.tar"), check=True)
-    other_home.run("push", ref, check=True)
+    written = images.push(ref, "hello from a pulled image", fmt="v2s2")
 
     proc = hypr_home.run("run", "--rm", ref, timeout=300)
     err = proc.stderr.decode()
     assert proc.returncode == 0, err
     assert proc.stdout.decode() == "hello from a pulled image\n"
     assert err.startswith(f"Unable to find image '{ref}' locally\n"), err
+    assert err.count("Pull complete") == 2, err
     assert [r["Digest"] for r in image_rows(hypr_home)] == [written.config_digest]
 
-    # Push back what was pulled, then pull it again elsewhere: the same image.
-    assert hypr_home.out("push", ref).count("Layer already exists") == 3
-    other_home.run("rmi", ref, check=True)
+    pushed = hypr_home.out("push", ref)
+    assert pushed.count("Layer already exists") == 3, pushed
     other_home.run("pull", ref, check=True)
     assert [r["Digest"] for r in image_rows(other_home)] == [written.config_digest]
+    # And a second run finds the image: no pull.
+    again = hypr_home.run("run", "--rm", ref, timeout=300)
+    assert again.returncode == 0 and again.stderr.decode() == "", again.stderr
