@@ -218,6 +218,7 @@ class FaultProxy:
         self.log: list[LoggedRequest] = []
         self._cuts: dict[str, int] = {}
         self.delay = 0.0            # seconds of sleep per 64 KiB forwarded (to make pulls overlap)
+        self.strip_range = False    # act as a server that ignores Range (answers 200 with everything)
         self._lock = threading.Lock()
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -259,6 +260,8 @@ class FaultProxy:
                 if lname == "range":
                     rng = value.strip()
                 if lname in ("connection", "keep-alive", "proxy-connection"):
+                    continue
+                if lname == "range" and self.strip_range:
                     continue
                 out_headers.append(line)
             body = await reader.readexactly(length) if length else b""

@@ -176,6 +176,19 @@ def test_a_cut_mid_layer_resumes_with_a_range_request(hypr_home, registry, image
     assert 0 < start <= big.size // 3
 
 
+def test_a_server_that_ignores_range_still_resumes_correctly(hypr_home, registry, images, proxy_for):
+    """After a cut, a 200 with the whole blob (Range ignored): the bytes already held are skipped."""
+    written = images.push(f"{registry.host}/norange:1")
+    proxy = proxy_for(registry)
+    proxy.strip_range = True
+    big = max(written.layers, key=lambda d: d.size)
+    proxy.cut(big.digest, after=big.size // 2)
+    hypr_home.run("pull", f"{proxy.host}/norange:1", check=True)
+    assert _image(hypr_home, f"{proxy.host}/norange:1")["Digest"] == written.config_digest
+    gets = proxy.requests_for(f"/blobs/{big.digest}")
+    assert len(gets) == 2 and gets[1].range is not None, gets
+
+
 @pytest.mark.parametrize("daemon", [False, True], ids=["two-processes", "one-hyprd"])
 def test_two_concurrent_pulls_fetch_each_blob_once(hypr_home, hyprd_factory, registry, images, proxy_for, daemon):
     """Two embedded engines (separate processes on one data dir) or two calls to one hyprd."""
