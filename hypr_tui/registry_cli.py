@@ -89,16 +89,19 @@ async def pull(client, ref: str, *, platform: str | None = None, quiet: bool = F
     view = TransferView(out or sys.stdout, _PULL_WORDS, quiet=quiet)
     image = None
     digest = ""
+    downloaded = False
     try:
         async for event in client.pull_image(ref, platform=platform):
             view.update(event)
+            downloaded = downloaded or event.status == "complete"
             if event.stage == "done":
                 image, digest = event.image, event.message
     finally:
         view.close()
     name = parse_reference(ref)
     view.line(f"Digest: {digest}")
-    view.line(f"Status: Downloaded image for {name.familiar()}")
+    view.line(f"Status: Downloaded newer image for {name.familiar()}" if downloaded
+              else f"Status: Image is up to date for {name.familiar()}")
     return image, str(name)
 
 

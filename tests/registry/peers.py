@@ -302,6 +302,11 @@ class FaultProxy:
     def stop(self) -> None:
         async def shutdown() -> None:
             self.server.close()
+            current = asyncio.current_task()
+            pending = [t for t in asyncio.all_tasks() if t is not current]
+            for task in pending:        # connections still being served
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
             await self.server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(10)

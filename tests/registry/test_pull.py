@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -43,6 +44,7 @@ def test_pull_docker_schema2_and_oci_images_with_each_compression(hypr_home, reg
     # A second pull finds everything there and downloads nothing.
     again = hypr_home.out("pull", f"{registry.host}/tests/app:{compression}")
     assert again.count("Already exists") == 2 and "Pull complete" not in again
+    assert "Status: Image is up to date for" in again and "Status: Downloaded newer image" in out
 
 
 def test_pull_quiet_prints_only_the_reference(hypr_home, registry, images):
@@ -208,6 +210,23 @@ def test_two_concurrent_pulls_fetch_each_blob_once(hypr_home, hyprd_factory, reg
     assert len(proxy.requests_for(f"/blobs/{written.config_digest}")) == 1, proxy.log
     assert len(proxy.requests_for("/manifests/")) == 2        # each pull resolved the tag itself
     assert _image(hypr_home, ref)["Digest"] == written.config_digest
+
+
+def test_ctrl_c_mid_pull_leaves_nothing(hypr_home, registry, images, proxy_for):
+    import signal
+
+    images.push(f"{registry.host}/interrupted:1", padding=4 << 20)
+    proxy = proxy_for(registry)
+    proxy.delay = 0.05                  # about 4 s for the big layer
+    proc = hypr_home.popen("pull", f"{proxy.host}/interrupted:1", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not proxy.requests_for("/blobs/") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert_nothing_stored(hypr_home)
 
 
 # --- bad input -----------------------------------------------------------------------------------------
