@@ -170,7 +170,9 @@ class Puller:
         endpoints = self.config.endpoints(ref.domain)
         last: HyprError | None = None
         for endpoint in endpoints:
-            transport = Transport(endpoint, self.credentials.get(ref.domain))
+            # A mirror is another server: it gets its own login (if any), never the registry's.
+            login_host = endpoint.base_url.split("://", 1)[1] if endpoint.mirror else ref.domain
+            transport = Transport(endpoint, self.credentials.get(login_host))
             try:
                 return await self._resolve(transport, ref, want, explicit)
             except (Unavailable, NotFound, Unauthenticated) as exc:
