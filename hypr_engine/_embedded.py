@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, AsyncIterator, Iterable
 
 from hypr_engine.agent.client import AgentClient, ExecSession
 from hypr_engine.errors import NotFound
@@ -22,6 +22,9 @@ from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, V
 from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
 from hypr_engine.proc import ProcessRef
 from hypr_engine.state.machine import ACTIVE_STATES, VmState
+
+if TYPE_CHECKING:
+    from hypr_engine.oci.registry.progress import Progress
 
 HOLD_SECONDS = 120.0        # how long the log of a --rm VM this transport started stays readable
 
@@ -204,6 +207,22 @@ class EmbeddedTransport:
 
     async def image_disk_usage(self) -> ImageDiskUsage:
         return await self.engine.image_disk_usage()
+
+    # --- registries (hypr_engine/oci/registry) ---------------------------------------------
+
+    async def pull_image(self, ref: str, *, platform: str | None = None) -> AsyncIterator["Progress"]:
+        async for event in self.engine.registry.pull(ref, platform):
+            yield event
+
+    async def push_image(self, ref: str) -> AsyncIterator["Progress"]:
+        async for event in self.engine.registry.push(ref):
+            yield event
+
+    async def login(self, server: str, username: str, password: str) -> str:
+        return await self.engine.registry.login(server, username, password)
+
+    async def logout(self, server: str) -> str:
+        return await self.engine.registry.logout(server)
 
     # --- VMs ------------------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from hypr_engine.logfile import LogRecord
 from hypr_engine.logview import Page, Positioned
 from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
 from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
+from hypr_engine.oci.registry.progress import Progress
 
 HELLO_TIMEOUT = 5.0
 QUICK = 30.0            # reads and small changes
@@ -45,6 +46,7 @@ DEADLINES = {
     "stats": 120.0, "remove": 120.0, "start": SLOW, "stop": SLOW, "restart": SLOW, "load": 3600.0,
     "import": 3600.0, "info": 60.0, "read_logs": 120.0, "images": QUICK, "remove_image": 300.0, "copy": 3600.0,
 }
+LOGIN_DEADLINE = 120.0  # a login asks the registry (and maybe its token server)
 _CONNECTION_ERRORS = (StreamTerminatedError, ConnectionError, ProtocolError, EOFError, OSError)
 
 
@@ -78,6 +80,7 @@ class GrpcTransport:
         self._images = pb.ImagesStub(channel, metadata=self._metadata)
         self._system = pb.SystemStub(channel, metadata=self._metadata)
         self._events = pb.EventsStub(channel, metadata=self._metadata)
+        self._registry = pb.RegistryStub(channel, metadata=self._metadata)
 
     @classmethod
     async def connect(cls, socket_path: Path, *, timeout: float = HELLO_TIMEOUT) -> "GrpcTransport":
@@ -179,6 +182,22 @@ class GrpcTransport:
     async def image_disk_usage(self) -> ImageDiskUsage:
         reply = await self._unary(self._images.disk_usage, pb.ImageDiskUsageRequest(), "stats")
         return convert.from_pb_fields(ImageDiskUsage, reply)
+    # --- registries ------------------------------------------------------------------------------
+
+    async def pull_image(self, ref: str, *, platform: str | None = None) -> AsyncIterator["Progress"]:
+        async for event in self._stream(self._registry.pull, pb.PullRequest(ref=ref, platform=platform)):
+            yield convert.progress_from_pb(event)
+
+    async def push_image(self, ref: str) -> AsyncIterator["Progress"]:
+        async for event in self._stream(self._registry.push, pb.PushRequest(ref=ref)):
+            yield convert.progress_from_pb(event)
+
+    async def login(self, server: str, username: str, password: str) -> str:
+        request = pb.LoginRequest(server=server, username=username, password=password)
+        return (await self._unary(self._registry.login, request, LOGIN_DEADLINE)).message
+
+    async def logout(self, server: str) -> str:
+        return (await self._unary(self._registry.logout, pb.LogoutRequest(server=server), QUICK)).message
 
     # --- VMs --------------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hypr_engine.logview import Page, Positioned
     from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
     from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
+    from hypr_engine.oci.registry.progress import Progress
 
 
 class ExecHandle(Protocol):
@@ -61,6 +62,10 @@ class Transport(Protocol):
     async def save_images(self, refs: list[str], output: Path) -> list[str]: ...
     async def prune_images(self, *, all: bool = False) -> "ImagePruneReport": ...
     async def image_disk_usage(self) -> "ImageDiskUsage": ...
+    def pull_image(self, ref: str, *, platform: str | None = None) -> "AsyncIterator[Progress]": ...
+    def push_image(self, ref: str) -> "AsyncIterator[Progress]": ...
+    async def login(self, server: str, username: str, password: str) -> str: ...
+    async def logout(self, server: str) -> str: ...
     async def create_vm(self, spec: "VmSpec") -> "VmInfo": ...
     def run_vm(self, spec: "VmSpec", *, start: bool = True) -> "AsyncIterator[RunProgress]": ...
     async def start_vm(self, ref: str) -> "VmInfo": ...
@@ -175,6 +180,22 @@ class HyprClient:
     async def image_disk_usage(self) -> "ImageDiskUsage":
         """Bytes of blobs and cached root filesystems, and what pruning all unused images would free."""
         return await self._transport.image_disk_usage()
+    # --- registries ----------------------------------------------------------------------
+
+    def pull_image(self, ref: str, *, platform: str | None = None) -> "AsyncIterator[Progress]":
+        """Pull from a registry, streaming Progress; the last event ("done") carries the image."""
+        return self._transport.pull_image(ref, platform=platform)
+
+    def push_image(self, ref: str) -> "AsyncIterator[Progress]":
+        """Push a tagged image to its registry, streaming Progress ("done" says the digest)."""
+        return self._transport.push_image(ref)
+
+    async def login(self, server: str, username: str, password: str) -> str:
+        """Check credentials against a registry and store them (0600); returns "Login Succeeded"."""
+        return await self._transport.login(server, username, password)
+
+    async def logout(self, server: str) -> str:
+        return await self._transport.logout(server)
 
     # --- VMs ------------------------------------------------------------------------------
 

@@ -52,6 +52,15 @@ class Engine:
             raise
         return cls(layout, db, fd, "daemon" if exclusive else "embedded")
 
+    @property
+    def registry(self):
+        """Pull, push, login, logout (hypr_engine/oci/registry), imported on first use."""
+        if getattr(self, "_registry", None) is None:
+            from hypr_engine.oci.registry.service import RegistryService
+
+            self._registry = RegistryService(self.images, self.layout.data)
+        return self._registry
+
     async def close(self) -> None:
         await self.db.close()
         os.close(self._lock_fd)

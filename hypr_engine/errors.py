@@ -89,3 +89,9 @@ class CommandNotFound(HyprError):
 
     grpc_status = "NOT_FOUND"
     exit_code = 127
+
+
+class Unauthenticated(HyprError):
+    """A registry refused the credentials (or wants some and none are stored)."""
+
+    grpc_status = "UNAUTHENTICATED"

@@ -60,7 +60,7 @@ class ImageService:
             raise NotFound(f"archive {archive} does not exist")
         from hypr_engine.oci.archive import load_archive
 
-        async with self._adding():
+        async with self.adding():
             loaded = await asyncio.to_thread(load_archive, archive, self.store)
             crash_point("load.after_blobs")
             return [await self._record(img) for img in loaded]
@@ -71,7 +71,7 @@ class ImageService:
         tag = parse_reference(ref).familiar() if ref else None
         from hypr_engine.oci.archive import import_rootfs
 
-        async with self._adding():
+        async with self.adding():
             loaded = await asyncio.to_thread(import_rootfs, tarball, self.store)
             if ref:
                 loaded.repo_tags = [str(parse_reference(ref))]
@@ -79,7 +79,7 @@ class ImageService:
             return await self._record(loaded)
 
     @contextlib.asynccontextmanager
-    async def _adding(self) -> AsyncIterator[None]:
+    async def adding(self) -> AsyncIterator[None]:
         """`store.adding()` taken in a worker thread: waiting for a sweep must not block the
         event loop (the sweep itself reads the image rows through it)."""
         guard = self.store.adding()
@@ -362,6 +362,19 @@ class ImageService:
                 saved.repo_tags.append(ref)
         await asyncio.to_thread(save_docker_archive, output, list(picked.values()), self.store)
         return list(picked)
+
+    # --- registry pulls and pushes (hypr_engine/oci/registry) ------------------------------
+
+    async def record_pulled(self, img: "LoadedImage") -> ImageInfo:
+        """Record an image a pull has put in the store, exactly as `load` records one."""
+        return await self._record(img)
+
+    async def manifest_digest(self, image_id: str) -> str:
+        """The digest of the manifest stored for an image (what `push` uploads)."""
+        row = await self._db.fetchone("SELECT manifest_digest FROM images WHERE id=?", (image_id,))
+        if row is None:
+            raise NotFound(f"no such image: {image_id}")
+        return row["manifest_digest"]
 
 
 def _size(path: Path) -> int:

@@ -162,6 +162,22 @@ ACTIONS: tuple[Action, ...] = (
     Action("image prune", "remove dangling images (-a: every image no VM uses)", "images_cli:cmd_image_prune",
            (arg("-a", "--all", action="store_true", help="all images no VM uses, not only dangling ones"),
             arg("-f", "--force", action="store_true", help="do not ask for confirmation"))),
+    # --- registries (hypr_tui/registry_cli.py) ---
+    Action("pull", "pull an image from a registry", "registry_cli:cmd_pull",
+           (arg("--platform", help="os/arch[/variant] of a multi-platform image (default: this host's)"),
+            arg("-q", "--quiet", action="store_true", help="print only the image's reference"),
+            arg("image", metavar="NAME[:TAG|@DIGEST]"))),
+    Action("push", "push an image to a registry", "registry_cli:cmd_push",
+           (arg("-q", "--quiet", action="store_true", help="print nothing but errors"),
+            arg("image", metavar="NAME[:TAG]")),
+           target="image", key="P"),
+    Action("login", "log in to a registry (credentials stored 0600 in the data directory)", "registry_cli:cmd_login",
+           (arg("-u", "--username"),
+            arg("-p", "--password", help="insecure: use --password-stdin"),
+            arg("--password-stdin", action="store_true", help="read the password from stdin"),
+            arg("server", nargs="?", metavar="SERVER", help="registry host (default: docker.io)"))),
+    Action("logout", "forget the credentials of a registry", "registry_cli:cmd_logout",
+           (arg("server", nargs="?", metavar="SERVER", help="registry host (default: docker.io)"),)),
 )
 
 

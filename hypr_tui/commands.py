@@ -24,6 +24,9 @@ class UsageError(Exception):
 
 async def cmd_run(client, args: argparse.Namespace, *, start: bool = True) -> int:
     spec = _spec_from_args(args)
+    from hypr_tui.registry_cli import ensure_image  # a missing image is pulled first, as Docker does
+
+    await ensure_image(client, spec.image)
     vm = await client.create_vm(spec)
     if not start:
         print(vm.id)

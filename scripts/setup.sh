@@ -20,6 +20,7 @@ packages=(
   bc bison flex libelf-dev libssl-dev cpio xz-utils   # the kernel build
   python3 python3-venv python3-dev
   skopeo umoci           # independent OCI tools the tests compare against
+  docker-registry apache2-utils openssl   # registry tests: a real registry, htpasswd -B, keys and JWTs
   tmux                   # terminal tests
   mmdebstrap uidmap      # the real Debian test image (uidmap: its unshare mode, when not root)
 )

@@ -279,3 +279,19 @@ class StatusDetailsCodec(StatusDetailsCodecBase):
                 except Exception:
                     return None
         return None
+
+
+# --- registries ------------------------------------------------------------------------------
+
+def progress_to_pb(event) -> pb.TransferProgress:
+    """A pull/push Progress (hypr_engine/oci/registry/progress.py) as a message."""
+    return pb.TransferProgress(stage=event.stage, id=event.id, status=event.status, current=event.current,
+                               total=event.total, message=event.message,
+                               image=image_to_pb(event.image) if event.image is not None else None)
+
+
+def progress_from_pb(message: pb.TransferProgress):
+    from hypr_engine.oci.registry.progress import Progress
+
+    return Progress(message.stage, message.id, message.status, message.current, message.total, message.message,
+                    image_from_pb(message.image) if message.image is not None else None)

@@ -443,4 +443,7 @@ def install(server, state: DaemonState) -> None:
 
 
 def services(state: DaemonState) -> list:
-    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state)]
+    from hypr_engine.api.registry_service import RegistryService
+
+    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state),
+            RegistryService(state)]

@@ -49,6 +49,7 @@ from hypr_tui.tui.screens.modals import (
 from hypr_tui.tui.screens.processes import ProcessScreen
 from hypr_tui.tui.widgets.terminal import Terminal
 from hypr_tui.tui.image_actions import ImageActionsMixin
+from hypr_tui.tui.registry_actions import RegistryActions
 
 MIN_SIZE = (80, 24)
 POLL_SECONDS = 1.5          # VM list, while there is no event stream
@@ -81,7 +82,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class HyprApp(ImageActionsMixin, App[None]):
+class HyprApp(ImageActionsMixin, RegistryActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hypr"
     BINDINGS = [
