@@ -22,6 +22,8 @@ from hypr_engine.paths import Layout
 from hypr_engine.state.db import Database
 from hypr_engine.vmm import probe
 from hypr_engine.vms import VmService
+from hypr_engine.system import SystemService
+from hypr_engine.volumes import VolumeService
 
 
 class Engine:
@@ -32,6 +34,8 @@ class Engine:
         self.mode = mode
         self.images = ImageService(db, layout)
         self.vms = VmService(db, layout, self.images)
+        self.volumes = VolumeService(db, layout)
+        self.system = SystemService(db, layout, self.images, self.vms, self.volumes)
 
     @classmethod
     async def open(cls, layout: Layout | None = None, *, exclusive: bool = False) -> "Engine":
@@ -78,3 +82,8 @@ class Engine:
         info["vms"] = {"total": len(vms), "running": sum(v.state == "running" for v in vms)}
         info["images"] = len(await self.images.list())
         return info
+
+    async def prune_images(self, *, all: bool = False) -> tuple[list[str], int]:
+        """Images no VM uses (untagged ones; every one with all): removed ids and bytes
+        reclaimed. Minimal here; the images branch swaps in its own."""
+        return await self.system.prune_images(all=all)

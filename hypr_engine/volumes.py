@@ -339,3 +339,23 @@ def _matches(info: VolumeInfo, key: str, value: str) -> bool:
         k, sep, v = value.partition("=")
         return k in info.labels and (not sep or info.labels[k] == v)
     raise InvalidArgument(f"invalid volume filter {key!r}: use name=, label=KEY[=VALUE], dangling=true|false or driver=")
+
+
+def check_device_budget(mounts: list[dict[str, Any]], *, upper: bool) -> None:
+    """Refuse, before anything is created, a VM whose mounts exceed the machine's device
+    slots (vmm/devices.py): the plan QEMU would get, built with placeholder paths."""
+    from hypr_engine.vmm import probe
+    from hypr_engine.vmm.qemu import VmLaunch, device_plan
+
+    try:
+        acpi = probe.find_guest_artifacts().acpi
+    except Exception:  # no kernel yet: the boot reports that, with its own reason
+        return
+    placeholder = Path("/")
+    devices = [Device("disk" if m["type"] == "volume" else "share",
+                      f"{m['type']} {m['source'] or '(anonymous)'} at {m['target']}")
+               for m in mounts if m["type"] in ("volume", "bind")]
+    device_plan(VmLaunch(qemu="", accel="tcg", kernel=placeholder, initrd=placeholder, rootfs=placeholder,
+                         upper=placeholder if upper else None, console_log=placeholder,
+                         workload_log=placeholder, agent_socket=placeholder, acpi=acpi,
+                         mount_devices=devices))

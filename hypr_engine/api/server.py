@@ -424,4 +424,7 @@ def install(server, state: DaemonState) -> None:
 
 
 def services(state: DaemonState) -> list:
-    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state)]
+    from hypr_engine.api.volumes_api import SystemSpaceService, VolumesService
+
+    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state),
+            VolumesService(state), SystemSpaceService(state)]
