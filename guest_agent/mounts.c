@@ -50,17 +50,20 @@ static int has_flag(const char *flags, const char *name)
 	return 0;
 }
 
-/* /dev/vdX of the virtio disk whose serial is `serial`, waiting up to 3 s. */
-static int find_disk(const char *serial, char *dev, size_t n)
+/* /dev/vdX of the virtio disk whose serial is `serial`, waiting up to 3 s.
+ * /sys and /dev have already moved into the new root. */
+static int find_disk(const char *root, const char *serial, char *dev, size_t n)
 {
+	char block[PATH_MAX];
+	snprintf(block, sizeof block, "%s/sys/block", root);
 	for (int tries = 0; tries < 300; tries++) {
-		DIR *d = opendir("/sys/block");
+		DIR *d = opendir(block);
 		struct dirent *e;
 		while (d && (e = readdir(d))) {
 			if (strncmp(e->d_name, "vd", 2) || strlen(e->d_name) > 16)
 				continue;
-			char path[64], buf[64];
-			snprintf(path, sizeof path, "/sys/block/%.16s/serial", e->d_name);
+			char path[PATH_MAX + 32], buf[64];
+			snprintf(path, sizeof path, "%s/%.16s/serial", block, e->d_name);
 			int fd = open(path, O_RDONLY | O_CLOEXEC);
 			if (fd < 0)
 				continue;
@@ -71,7 +74,7 @@ static int find_disk(const char *serial, char *dev, size_t n)
 			buf[len] = 0;
 			buf[strcspn(buf, "\n")] = 0;
 			if (!strcmp(buf, serial)) {
-				snprintf(dev, n, "/dev/%.16s", e->d_name);
+				snprintf(dev, n, "%s/dev/%.16s", root, e->d_name);
 				closedir(d);
 				return 0;
 			}
@@ -349,8 +352,8 @@ static int mount_one(const char *root, const char *type, const char *source, con
 	unsigned long mflags = mount_flags(flags);
 	const void *opts = data && *data ? data : NULL;
 	if (!strcmp(type, "ext4")) {
-		char dev[32];
-		if (find_disk(source, dev, sizeof dev) < 0)
+		char dev[PATH_MAX];
+		if (find_disk(root, source, dev, sizeof dev) < 0)
 			return fail(why, n, "no disk with serial", source);
 		if (has_flag(flags, "populate") && !(mflags & MS_RDONLY)) {
 			mkdir(STAGE, 0755);

@@ -235,6 +235,7 @@ class VolumeService:
                     elif await self._db.fetchone("SELECT 1 FROM volumes WHERE name=?", (m["source"],)) is None:
                         await self.create(m["source"])
                         created.append(m["source"])
+                    m["disk"] = str(self.disk(m["source"]))   # inspect's Source
                 out.append(m)
         except BaseException:
             await self.discard(created)
