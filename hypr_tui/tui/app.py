@@ -47,6 +47,7 @@ from hypr_tui.tui.screens.modals import (
     TooSmallScreen,
 )
 from hypr_tui.tui.screens.processes import ProcessScreen
+from hypr_tui.tui.volumes import VolumeActions
 from hypr_tui.tui.widgets.terminal import Terminal
 
 MIN_SIZE = (80, 24)
@@ -80,7 +81,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class HyprApp(App[None]):
+class HyprApp(VolumeActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hypr"
     BINDINGS = [
