@@ -27,6 +27,7 @@ from hypr_engine.errors import InvalidArgument
 
 # Docker's volume name rule (daemon/names), with a length cap: the name is a directory.
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{1,127}$")
+VOLUME_OPTIONS = ("ro", "readonly", "rw", "nocopy", "z", "Z", "delegated", "cached", "consistent")
 TMPFS_FLAGS = ("ro", "rw", "noexec", "exec", "nosuid", "suid", "nodev", "dev")
 # Where a mount would hide what kestrel or the kernel needs.
 FORBIDDEN_TARGETS = ("/", "/proc", "/sys", "/dev", "/dev/pts")
@@ -102,10 +103,10 @@ def parse_volume_flag(text: str, cwd: str | None = None) -> dict[str, Any]:
     if len(parts) == 1:
         source, target, options = "", parts[0], ""
     elif len(parts) == 2:
-        if parts[1].startswith("/"):
+        if parts[0].startswith("/") and set(parts[1].split(",")) <= set(VOLUME_OPTIONS):
+            source, target, options = "", parts[0], parts[1]   # "/data:ro": anonymous, with options
+        else:
             source, target, options = parts[0], parts[1], ""
-        else:  # "/data:ro": an anonymous volume with options
-            source, target, options = "", parts[0], parts[1]
     elif len(parts) == 3:
         source, target, options = parts
     else:
