@@ -139,7 +139,7 @@ class HyprApp(VolumeActions, App[None]):
         self.poll_stats()
 
     async def refresh_all(self) -> None:
-        await asyncio.gather(self._load_vms(), self._load_images(), self._load_info())
+        await asyncio.gather(self._load_vms(), self._load_images(), self._load_info(), self._load_volumes())
         self.loaded = True
         self._broadcast()
 
@@ -223,7 +223,7 @@ class HyprApp(VolumeActions, App[None]):
 
     @work(group="slow", exclusive=True, exit_on_error=False)
     async def poll_slow(self) -> None:
-        await asyncio.gather(self._load_images(), self._load_info())
+        await asyncio.gather(self._load_images(), self._load_info(), self._load_volumes())
         self._broadcast()
 
     @work(group="events", exclusive=True, exit_on_error=False)

@@ -9,6 +9,16 @@ from typing import Any
 
 class VolumeActions:
     client: Any
+    volumes: list = []   # the Volumes tab's rows, replaced on each load
+
+    async def _load_volumes(self) -> None:
+        list_volumes = getattr(self.client, "list_volumes", None)
+        if list_volumes is None:
+            return
+        try:
+            self.volumes = await list_volumes()
+        except Exception as exc:
+            self._connection_failed(exc)  # type: ignore[attr-defined]
 
     def _volume_words(self, title: str, placeholder: str, then) -> None:
         from hypr_tui.tui.screens.modals import PromptScreen
