@@ -154,6 +154,7 @@ class VmService:
                              "finished_at": time.time()}
             if info.auto_remove and exit_info.get("exit_code") is not None and exit_info.get("error") is None:
                 await self._delete(info.id)
+                await self._volumes.discard(await self._volumes.anonymous_among(info.spec.mounts))
                 return None
             guard, params = guarded_update_sql(VmState.EXITED)
             await self._db.execute(
@@ -278,6 +279,7 @@ class VmService:
                 )
                 if info.auto_remove:
                     await self._delete(info.id)
+                    await self._volumes.discard(await self._volumes.anonymous_among(info.spec.mounts))
                 raise
         crash_point("start.after_spawn")
         return await self._wait_started(info)
@@ -366,6 +368,8 @@ class VmService:
             "log": spec.log_opts,
             "accel": accel.value,
             "devices": [d.purpose for d in plan.devices],
+            # --rm removes these with the VM, as Docker does (the supervisor may be the one to do it)
+            "anonymous_volumes": await self._volumes.anonymous_among(spec.mounts) if spec.auto_remove else [],
         }, indent=1))
         await self._db.execute("UPDATE vms SET stages_json=? WHERE id=?", (json.dumps(stages), info.id))
         await self._spawn_supervisor(vm_dir)

@@ -242,6 +242,13 @@ class VolumeService:
             raise
         return out, created
 
+    async def anonymous_among(self, mounts: list[dict[str, Any]]) -> list[str]:
+        """The anonymous volumes a VM mounts: Docker's --rm removes them with the VM."""
+        names = [m["source"] for m in mounts or [] if m["type"] == "volume" and m["source"]]
+        rows = await self._db.fetchall(
+            f"SELECT name FROM volumes WHERE anonymous=1 AND name IN ({','.join('?' * len(names))})", names)
+        return [row["name"] for row in rows]
+
     async def discard(self, names: list[str]) -> None:
         for name in names:
             await self._delete(name)

@@ -215,3 +215,16 @@ def test_bad_mount_input_is_a_clear_error_and_creates_nothing(hypr_home, busybox
     assert proc.returncode == 125 and "invalid volume size" in _err(proc)
     assert hypr_home.out("volume", "ls", "-q") == ""
     assert not [p for p in (hypr_home.data / "volumes").glob("*")] if (hypr_home.data / "volumes").exists() else True
+
+
+def test_anonymous_volumes_go_with_an_rm_vm_and_stay_for_prune_otherwise(hypr_home, busybox):
+    proc = hypr_home.run("run", "--rm", "-v", "/scratch", busybox, "sh", "-c", "echo x > /scratch/f; cat /scratch/f")
+    assert proc.stdout == b"x\n", _err(proc)
+    assert hypr_home.out("volume", "ls", "-q") == ""
+    assert not list((hypr_home.data / "volumes").iterdir())
+    hypr_home.out("run", "--name", "keeper", "-v", "/scratch", busybox, "true")
+    [anonymous] = hypr_home.out("volume", "ls", "-q").split()
+    assert len(anonymous) == 64
+    hypr_home.out("rm", "keeper")
+    assert "Deleted Volumes:\n" + anonymous in hypr_home.out("volume", "prune", "-f")
+    assert hypr_home.out("volume", "ls", "-q") == ""
