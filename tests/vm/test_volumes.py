@@ -228,3 +228,11 @@ def test_anonymous_volumes_go_with_an_rm_vm_and_stay_for_prune_otherwise(hypr_ho
     hypr_home.out("rm", "keeper")
     assert "Deleted Volumes:\n" + anonymous in hypr_home.out("volume", "prune", "-f")
     assert hypr_home.out("volume", "ls", "-q") == ""
+
+
+def test_a_vm_that_cannot_be_created_leaves_no_volume_behind(hypr_home, busybox):
+    hypr_home.out("create", "--name", "dup", busybox, "true")
+    proc = hypr_home.run("create", "--name", "dup", "-v", "fresh:/x", "-v", "/anon", busybox, "true")
+    assert proc.returncode == 125 and "already in use" in _err(proc)
+    assert hypr_home.out("volume", "ls", "-q") == ""
+    assert not list((hypr_home.data / "volumes").iterdir())
