@@ -15,20 +15,29 @@ DEADLINE_SLOW = 900.0    # creating a volume runs mkfs; prune removes VMs and im
 class EmbeddedVolumes:
     engine: Any
 
+    async def _settle_vms(self) -> None:
+        """Which VMs use a volume goes by their state: settle the states of VMs whose
+        supervisor died unobserved first (VmService.list reconciles each)."""
+        await self.engine.vms.list()
+
     async def create_volume(self, name: str | None, *, labels: dict[str, str] | None = None,
                             options: dict[str, str] | None = None) -> VolumeInfo:
         return await self.engine.volumes.create(name, labels=labels, options=options)
 
     async def list_volumes(self, filters: Iterable[tuple[str, str]] = ()) -> list[VolumeInfo]:
+        await self._settle_vms()
         return await self.engine.volumes.list(list(filters))
 
     async def get_volume(self, name: str) -> VolumeInfo:
+        await self._settle_vms()
         return await self.engine.volumes.get(name)
 
     async def remove_volume(self, name: str, *, force: bool = False) -> str:
+        await self._settle_vms()
         return await self.engine.volumes.remove(name, force=force)
 
     async def prune_volumes(self, *, all: bool = False) -> tuple[list[str], int]:
+        await self._settle_vms()
         return await self.engine.volumes.prune(all=all)
 
     async def system_df(self) -> dict:

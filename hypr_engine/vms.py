@@ -318,6 +318,8 @@ class VmService:
         if upper is not None and not upper.exists():
             await _make_ext4(upper, UPPER_DISK_BYTES)
         config = image.config.get("config") or {}
+        if any(m["type"] == "volume" for m in spec.mounts or []):
+            await self.list()   # settle VMs whose supervisor died unobserved: they no longer hold volumes
         mount_devices, mount_entries = await self._volumes.boot_devices(info.id, spec.mounts)
         boot = BootConfig(
             vm_id=info.id,

@@ -236,3 +236,19 @@ def test_a_vm_that_cannot_be_created_leaves_no_volume_behind(hypr_home, busybox)
     assert proc.returncode == 125 and "already in use" in _err(proc)
     assert hypr_home.out("volume", "ls", "-q") == ""
     assert not list((hypr_home.data / "volumes").iterdir())
+
+
+def test_a_vm_whose_supervisor_died_no_longer_holds_its_volume(hypr_home, busybox):
+    import signal
+    import time
+
+    hypr_home.out("run", "-d", "--name", "crashed", "-v", "shared:/data", busybox, "sleep", "600")
+    vm_dir = next((hypr_home.data / "vms").iterdir())
+    supervisor = json.loads((vm_dir / "supervisor.json").read_text())["supervisor"]["pid"]
+    os.kill(supervisor, signal.SIGKILL)           # QEMU dies with it (PR_SET_PDEATHSIG)
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/proc/{supervisor}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc = hypr_home.run("run", "--rm", "-v", "shared:/data", busybox, "true")
+    assert proc.returncode == 0, _err(proc)
+    assert hypr_home.out("ps", "-a", "--format", "{{.Names}} {{.State}}").split() == ["crashed", "exited"]
