@@ -90,8 +90,10 @@ static int find_disk(const char *root, const char *serial, char *dev, size_t n)
 
 /* The real path under `root` of the absolute guest path `target`, following
  * symlinks inside the root (an absolute link restarts at the root, ".." stops
- * at it) and creating missing directories.  out gets root + resolved path. */
-static int resolve_in_root(const char *root, const char *target, char *out, size_t n)
+ * at it) and creating missing directories (with file, the last component is
+ * a file: created empty when missing, refused if it is a directory).  out gets
+ * root + resolved path. */
+static int resolve_in_root(const char *root, const char *target, int file, char *out, size_t n)
 {
 	char rest[PATH_MAX], done[PATH_MAX] = "";
 	int links = 0;
@@ -111,6 +113,7 @@ static int resolve_in_root(const char *root, const char *target, char *out, size
 		memcpy(comp, p, w);
 		comp[w] = 0;
 		p += w;
+		int last = p[strspn(p, "/")] == 0;
 		if (!strcmp(comp, "."))
 			continue;
 		if (!strcmp(comp, "..")) {
@@ -126,8 +129,16 @@ static int resolve_in_root(const char *root, const char *target, char *out, size
 		}
 		struct stat st;
 		if (lstat(path, &st) < 0) {
-			if (errno != ENOENT || mkdir(path, 0755) < 0)
+			if (errno != ENOENT)
 				return -1;
+			if (last && file) {
+				int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+				if (fd < 0)
+					return -1;
+				close(fd);
+			} else if (mkdir(path, 0755) < 0) {
+				return -1;
+			}
 		} else if (S_ISLNK(st.st_mode)) {
 			char link[PATH_MAX], next[PATH_MAX];
 			ssize_t len = readlink(path, link, sizeof link - 1);
@@ -145,6 +156,11 @@ static int resolve_in_root(const char *root, const char *target, char *out, size
 			snprintf(rest, sizeof rest, "%s", next);
 			p = rest;
 			continue;
+		} else if (last && file) {
+			if (S_ISDIR(st.st_mode)) {
+				errno = EISDIR;
+				return -1;
+			}
 		} else if (!S_ISDIR(st.st_mode)) {
 			errno = ENOTDIR;
 			return -1;
@@ -346,8 +362,9 @@ static int mount_one(const char *root, const char *type, const char *source, con
 		     const char *data, const char *flags, char *why, size_t n)
 {
 	char at[PATH_MAX];
+	int file = !strcmp(type, "9pfile");
 	errno = 0;
-	if (target[0] != '/' || resolve_in_root(root, target, at, sizeof at) < 0)
+	if (target[0] != '/' || resolve_in_root(root, target, file, at, sizeof at) < 0)
 		return fail(why, n, "mount point", target);
 	unsigned long mflags = mount_flags(flags);
 	const void *opts = data && *data ? data : NULL;
@@ -370,6 +387,31 @@ static int mount_one(const char *root, const char *type, const char *source, con
 		}
 		if (n_ext4 < (int)(sizeof ext4_targets / sizeof ext4_targets[0]))
 			ext4_targets[n_ext4++] = strdup(target);
+		return 0;
+	}
+	if (file) {
+		/* A single file: its directory's share is mounted in the initramfs
+		 * (out of the workload's reach after switch_root) and the file is
+		 * bind-mounted over the target. source is "TAG/NAME". */
+		static int n_files;
+		char tag[64], stage[64], from[PATH_MAX];
+		const char *slash = strchr(source, '/');
+		if (!slash || slash == source || (size_t)(slash - source) >= sizeof tag || !slash[1]) {
+			errno = EINVAL;
+			return fail(why, n, "file share", source);
+		}
+		memcpy(tag, source, (size_t)(slash - source));
+		tag[slash - source] = 0;
+		snprintf(stage, sizeof stage, "/mnt/file%d", n_files++);
+		snprintf(from, sizeof from, "%s/%s", stage, slash + 1);
+		mkdir(stage, 0700);
+		if (mount(tag, stage, "9p", mflags, opts) < 0)
+			return fail(why, n, "9p share for", target);
+		if (mount(from, at, NULL, MS_BIND, NULL) < 0)
+			return fail(why, n, "bind the file onto", target);
+		if ((mflags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)) &&
+		    mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | mflags, NULL) < 0)
+			return fail(why, n, "read-only bind of", target);
 		return 0;
 	}
 	if (!strcmp(type, "9p") || !strcmp(type, "tmpfs")) {

@@ -285,11 +285,19 @@ class VolumeService:
             elif m["type"] == "bind":
                 check_bind_source(m["source"])
                 tag = f"hypr{index}"
-                fsdev = (f"local,id=fs{index},path={_qemu_value(m['source'])},security_model={model}"
+                # 9p exports directories: a single file goes through its directory's share, which
+                # kestrel mounts out of the workload's sight and binds the file from.
+                is_file = Path(m["source"]).is_file()
+                shared = str(Path(m["source"]).parent) if is_file else m["source"]
+                fsdev = (f"local,id=fs{index},path={_qemu_value(shared)},security_model={model}"
                          + (",readonly=on" if ro else ""))
                 devices.append(Device("share", f"bind {m['source']} at {target}",
                                       ["-fsdev", fsdev, "-device", f"virtio-9p-device,fsdev=fs{index},mount_tag={tag}"]))
-                entries.append(("9p", tag, target, NINEP_OPTIONS, "ro" if ro else ""))
+                if is_file:
+                    entries.append(("9pfile", f"{tag}/{Path(m['source']).name}", target, NINEP_OPTIONS,
+                                    "ro" if ro else ""))
+                else:
+                    entries.append(("9p", tag, target, NINEP_OPTIONS, "ro" if ro else ""))
             else:
                 options = m.get("options") or {}
                 data = [f"mode={options['mode']:o}"] if "mode" in options else []
@@ -309,9 +317,8 @@ def check_bind_source(source: str) -> None:
     path = Path(source)
     if not path.exists():
         raise NotFound(f"bind source path does not exist: {source}")
-    if not path.is_dir():
-        raise InvalidArgument(f"bind source {source} is not a directory: HYPR shares directories "
-                              "(9p); mount its parent directory instead")
+    if not (path.is_dir() or path.is_file()):
+        raise InvalidArgument(f"bind source {source} is neither a directory nor a regular file")
 
 
 async def make_volume_disk(path: Path, size: int) -> None:

@@ -132,9 +132,16 @@ async def test_a_missing_bind_source_creates_nothing(engine, tmp_path):
     with pytest.raises(NotFound, match="bind source path does not exist"):
         await engine.volumes.prepare(mounts)
     assert await engine.volumes.list() == []
-    (tmp_path / "file").write_text("x")
-    with pytest.raises(InvalidArgument, match="is not a directory"):
-        await engine.volumes.prepare([{"type": "bind", "source": str(tmp_path / "file"), "target": "/b"}])
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(InvalidArgument, match="neither a directory nor a regular file"):
+        await engine.volumes.prepare([{"type": "bind", "source": str(tmp_path / "fifo"), "target": "/b"}])
+    # a single file: its directory is shared, kestrel binds the file (type 9pfile, source TAG/NAME)
+    (tmp_path / "app.conf").write_text("x")
+    stored, _ = await engine.volumes.prepare([{"type": "bind", "source": str(tmp_path / "app.conf"),
+                                               "target": "/etc/app.conf", "readonly": True}])
+    devices, entries = await engine.volumes.boot_devices("me", stored)
+    assert f"path={tmp_path},security_model=" in " ".join(devices[0].args)
+    assert entries[0][:3] == ("9pfile", "hypr0/app.conf", "/etc/app.conf") and entries[0][4] == "ro"
 
 
 def test_device_budget_counts_volumes_and_shares_not_tmpfs(monkeypatch):

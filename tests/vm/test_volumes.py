@@ -252,3 +252,23 @@ def test_a_vm_whose_supervisor_died_no_longer_holds_its_volume(hypr_home, busybo
     proc = hypr_home.run("run", "--rm", "-v", "shared:/data", busybox, "true")
     assert proc.returncode == 0, _err(proc)
     assert hypr_home.out("ps", "-a", "--format", "{{.Names}} {{.State}}").split() == ["crashed", "exited"]
+
+
+def test_a_single_file_bind_mount_is_live_and_read_only_when_asked(hypr_home, busybox, tmp_path):
+    conf = tmp_path / "app.conf"
+    conf.write_text("v1\n")
+    (tmp_path / "sibling").write_text("not shared\n")
+    log = tmp_path / "out.log"
+    log.write_text("")
+    hypr_home.run("run", "-d", "--name", "filer", "-v", "./app.conf:/etc/app.conf:ro",
+                  "-v", f"{log}:/var/log/out.log", busybox, "sleep", "600", cwd=tmp_path, check=True)
+    assert hypr_home.out("exec", "filer", "cat", "/etc/app.conf") == "v1\n"
+    with open(conf, "r+") as f:   # in place, as Docker's file binds see (same inode)
+        f.write("v2\n")
+    assert hypr_home.out("exec", "filer", "cat", "/etc/app.conf") == "v2\n"
+    proc = hypr_home.run("exec", "filer", "sh", "-c",
+                         "echo no >> /etc/app.conf || echo refused; ls /etc/sibling 2>&1 | grep -c 'No such'")
+    assert proc.stdout.decode().split() == ["refused", "1"], _err(proc)
+    hypr_home.out("exec", "filer", "sh", "-c", "echo logged >> /var/log/out.log")
+    assert log.read_text() == "logged\n"
+    assert conf.read_text() == "v2\n"
