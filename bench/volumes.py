@@ -20,7 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import HYPR_CMD, IMAGE, Sandbox, add_common_args, header, ratio_row, stats_row  # noqa: E402
+from _common import (
+    HYPR_CMD,
+    IMAGE,
+    Sandbox,
+    add_common_args,
+    header,
+    ratio_row,
+    stats_row,
+)
 
 SCRIPT = (
     "d=$0; rm -rf $d/b; mkdir $d/b; "

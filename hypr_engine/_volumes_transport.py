@@ -4,7 +4,8 @@ EmbeddedTransport and GrpcTransport), kept apart so the volume feature is one pl
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hypr_engine.models import VolumeInfo
 

@@ -15,7 +15,6 @@ nothing until networking lands.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path

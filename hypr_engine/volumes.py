@@ -34,7 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from hypr_engine.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    Unavailable,
+)
 from hypr_engine.models import VolumeInfo
 from hypr_engine.mounts import check_volume_name, parse_size_option
 from hypr_engine.paths import Layout
@@ -335,7 +341,7 @@ async def make_volume_disk(path: Path, size: int) -> None:
                                                     stderr=asyncio.subprocess.STDOUT)
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             await proc.wait()
             raise Unavailable(f"{argv[0]} did not finish within 60 s") from None

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hypr_engine.errors import InvalidArgument
-from hypr_engine.mounts import check_mounts, parse_mount_flag, parse_tmpfs_flag, parse_volume_flag
+from hypr_engine.mounts import (
+    check_mounts,
+    parse_mount_flag,
+    parse_tmpfs_flag,
+    parse_volume_flag,
+)
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -162,7 +162,6 @@ def test_full_volume_gives_enospc_in_the_guest_only(hypr_home, busybox):
 
 def test_as_many_mounts_as_the_device_plan_allows_and_one_more_is_refused(hypr_home, busybox, tmp_path):
     from hypr_engine.vmm import probe
-
     from hypr_engine.vmm.devices import MICROVM_ACPI_SLOTS, MICROVM_SLOTS
 
     slots = MICROVM_ACPI_SLOTS if probe.find_guest_artifacts().acpi else MICROVM_SLOTS
