@@ -9,7 +9,7 @@ from typing import Any
 
 class VolumeActions:
     client: Any
-    volumes: list = []   # the Volumes tab's rows, replaced on each load
+    volumes: tuple | list = ()   # the Volumes tab's rows, replaced on each load
 
     async def _load_volumes(self) -> None:
         list_volumes = getattr(self.client, "list_volumes", None)

@@ -271,3 +271,36 @@ def test_a_single_file_bind_mount_is_live_and_read_only_when_asked(hypr_home, bu
     hypr_home.out("exec", "filer", "sh", "-c", "echo logged >> /var/log/out.log")
     assert log.read_text() == "logged\n"
     assert conf.read_text() == "v2\n"
+
+
+def test_system_prune_asks_then_removes_stopped_vms_dangling_images_and_caches(hypr_home, busybox, tmp_path):
+    import io
+    import tarfile
+
+    rootfs = tmp_path / "rootfs.tar"
+    with tarfile.open(rootfs, "w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        data = b"hello\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    hypr_home.out("import", str(rootfs))              # untagged: dangling
+    hypr_home.out("run", "--name", "stopped", busybox, "true")
+    hypr_home.out("run", "-d", "--name", "running", busybox, "sleep", "600")
+    hypr_home.out("volume", "create", "spare")
+    proc = hypr_home.run("system", "prune", input=b"n\n")
+    assert proc.returncode == 0 and "WARNING! This will remove:" in proc.stdout.decode()
+    assert len(hypr_home.out("ps", "-aq").split()) == 2
+    out = hypr_home.out("system", "prune", "-f")
+    assert "Deleted VMs:" in out and "Deleted Images:" in out and "Total reclaimed space" in out
+    assert "network" not in out.lower()               # no networks exist: nothing said about them
+    assert hypr_home.out("ps", "-a", "--format", "{{.Names}}").split() == ["running"]
+    assert hypr_home.out("images", "--format", "json").count("hypr/busybox") == 1
+    assert len(hypr_home.out("images", "-q").split()) == 1
+    assert hypr_home.out("volume", "ls", "-q").split() == ["spare"]   # volumes only with --volumes
+    # the running VM's root filesystem is a cache entry in use: kept
+    assert len(list((hypr_home.data / "rootfs").glob("*.squashfs"))) == 1
+    hypr_home.out("rm", "-f", "running")
+    out = hypr_home.out("system", "prune", "-a", "--volumes", "-f")
+    assert "Deleted Volumes:\nspare" in out
+    assert hypr_home.out("images", "-q") == "" and hypr_home.out("volume", "ls", "-q") == ""
+    assert not list((hypr_home.data / "rootfs").glob("*.squashfs"))
