@@ -304,3 +304,25 @@ def test_system_prune_asks_then_removes_stopped_vms_dangling_images_and_caches(h
     assert "Deleted Volumes:\nspare" in out
     assert hypr_home.out("images", "-q") == "" and hypr_home.out("volume", "ls", "-q") == ""
     assert not list((hypr_home.data / "rootfs").glob("*.squashfs"))
+
+
+def test_nginx_serves_a_read_only_bind_mount_and_a_volume_keeps_the_images_owners(hypr_home, tmp_path):
+    """The issue's own examples on the multi-layer Debian image (tests/vm/test_real_images.py)."""
+    import time
+
+    from tests.vm.test_real_images import DEBIAN, _http_get, _load
+
+    image = _load(hypr_home, "debian-nginx.tar", DEBIAN)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>from the host</h1>\n")
+    hypr_home.run("run", "-d", "--name", "web", "-v", "./site:/usr/share/nginx/html:ro", "-v", "home:/home/appuser",
+                  image, cwd=tmp_path, check=True)
+    assert _http_get(hypr_home, "web", time.monotonic() + 60) == b"<h1>from the host</h1>\n"
+    (site / "index.html").write_text("<h1>edited</h1>\n")
+    assert _http_get(hypr_home, "web", time.monotonic() + 60) == b"<h1>edited</h1>\n"
+    # the volume was filled from the image with its owners: appuser can write its home
+    out = hypr_home.out("exec", "-u", "appuser", "web", "sh", "-c",
+                        "stat -c '%U:%G' /home/appuser; touch /home/appuser/ok && echo writable")
+    assert out.split() == ["appuser:appgroup", "writable"]
+    hypr_home.out("rm", "-f", "web")
