@@ -12,6 +12,8 @@ import sqlite3
 
 import pytest
 
+from tests.vm.test_fallback_kernel import debian  # noqa: F401  (a fixture: the fallback kernel)
+
 pytestmark = pytest.mark.vm
 
 
@@ -326,3 +328,14 @@ def test_nginx_serves_a_read_only_bind_mount_and_a_volume_keeps_the_images_owner
                         "stat -c '%U:%G' /home/appuser; touch /home/appuser/ok && echo writable")
     assert out.split() == ["appuser:appgroup", "writable"]
     hypr_home.out("rm", "-f", "web")
+
+
+def test_volumes_binds_and_tmpfs_with_the_debian_fallback_kernel(hypr_home, busybox, debian, tmp_path):
+    """Its ext4, 9p and tmpfs are modules the fallback initramfs loads (vmm/fallback.py)."""
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "h").write_text("host\n")
+    proc = hypr_home.run("run", "--rm", "-v", "dvol:/etc", "-v", f"{share}:/share:ro", "--tmpfs", "/t", busybox,
+                         "sh", "-c", "head -1 /etc/passwd; cat /share/h; touch /share/x 2>/dev/null || echo ro")
+    assert proc.returncode == 0, _err(proc)
+    assert proc.stdout.decode().split() == ["root:x:0:0:root:/root:/bin/sh", "host", "ro"]
