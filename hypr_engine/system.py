@@ -14,12 +14,13 @@ nothing until networking lands.
 
 from __future__ import annotations
 
-import json
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from hypr_engine.errors import HyprError
 from hypr_engine.images import ImageService
 from hypr_engine.oci.rootfs import ROOTFS_SUFFIX
 from hypr_engine.paths import Layout
@@ -141,7 +142,7 @@ class SystemService:
         """A hook: networking (another branch) removes unused networks here."""
         try:
             row = await self._db.fetchone("SELECT count(*) AS n FROM networks")
-        except Exception:  # no networks table: networking has not landed
+        except sqlite3.OperationalError:  # no networks table: networking has not landed
             return []
         if row and row["n"]:
             notes.append("networks: pruning unused networks is not implemented on this branch yet")
@@ -152,12 +153,12 @@ class SystemService:
         and stale temporary files."""
         active = [v for v in await self._vms.list(all=True) if v.state in {s.value for s in ACTIVE_STATES}]
         in_use: set[str] = set()
-        for v in active:
+        for v in active:   # the root filesystem each running VM's QEMU has open
             try:
-                launch = json.loads((self._layout.vm_dir(v.id) / "launch.json").read_text())
-                in_use.update(a.split("file=", 1)[1].split(",", 1)[0] for a in launch["argv"] if "id=root," in a)
-            except (OSError, ValueError, KeyError, IndexError):
-                return [], 0  # cannot tell what a running VM uses: keep every cache entry
+                image = await self._images.get(v.image_id)
+            except HyprError:  # cannot tell what a running VM uses: keep every cache entry
+                return [], 0
+            in_use.add(str(self._images.rootfs.path_for(image.config.get("rootfs", {}).get("diff_ids", []))))
         removed, reclaimed = [], 0
         cache = self._layout.rootfs_cache
         for entry in sorted(cache.iterdir()) if cache.is_dir() else []:
