@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "modparam.h"
+#include "mounts.h"
 
 #define NEWROOT "/mnt/root"
 
@@ -303,7 +304,9 @@ int boot_mount_root(const struct boot_config *cfg, char *why, size_t n)
 	    populate_dev(why, n) < 0 ||
 	    do_mount("tmpfs", NEWROOT "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", why, n) < 0)
 		return -1;
-	return write_identity(cfg, why, n);
+	if (write_identity(cfg, why, n) < 0)
+		return -1;
+	return mounts_apply(cfg, NEWROOT, why, n);   /* volumes, shares, tmpfs */
 }
 
 /* rm -rf of the initramfs, staying on its file system (mount points such as
@@ -355,6 +358,7 @@ int boot_switch_root(char *why, size_t n)
 void boot_quiesce(void)
 {
 	sync();
+	mounts_quiesce();
 	mount(NULL, "/", NULL, MS_REMOUNT | MS_RDONLY, NULL);
 	if (upper_fd >= 0) {
 		char path[32];

@@ -168,6 +168,11 @@ static const struct fspec config_spec[] = {
 	F(16, FT_U32, struct boot_config, health_timeout_ms),
 	F(17, FT_U32, struct boot_config, health_retries),
 	F(18, FT_U32, struct boot_config, health_start_period_ms),
+	F(19, FT_STRV, struct boot_config, mount_type),
+	F(20, FT_STRV, struct boot_config, mount_source),
+	F(21, FT_STRV, struct boot_config, mount_target),
+	F(22, FT_STRV, struct boot_config, mount_data),
+	F(23, FT_STRV, struct boot_config, mount_flags),
 };
 
 static const struct fspec hello_spec[] = {

@@ -39,6 +39,12 @@ struct boot_config {
 	uint32_t health_timeout_ms;       /* 16; 0: the default (30 s) */
 	uint32_t health_retries;          /* 17; 0: the default (3) */
 	uint32_t health_start_period_ms;  /* 18 */
+	/* 19-23: mounts, parallel lists, one entry per mount (mounts.c) */
+	struct strv mount_type;           /* 19: ext4 | 9p | tmpfs */
+	struct strv mount_source;         /* 20: virtio-blk serial, 9p tag, "tmpfs" */
+	struct strv mount_target;         /* 21 */
+	struct strv mount_data;           /* 22: file system options */
+	struct strv mount_flags;          /* 23: ro,nosuid,nodev,noexec,populate */
 };
 
 struct hello_req {

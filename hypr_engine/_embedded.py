@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncIterator, Iterable
 
+from hypr_engine._volumes_transport import EmbeddedVolumes
 from hypr_engine.agent.client import AgentClient, ExecSession
 from hypr_engine.errors import NotFound
 from hypr_engine.events import Event, EventBus, Gap
@@ -79,7 +80,7 @@ class LocalExec:
         await self._agent.close()
 
 
-class EmbeddedTransport:
+class EmbeddedTransport(EmbeddedVolumes):
     mode = "embedded"
 
     def __init__(self, engine) -> None:

@@ -28,6 +28,7 @@ from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
 from hypr_engine import __version__
 from hypr_engine.api import API_MAJOR, API_MINOR, METADATA_KEY, api_version, incompatibility
+from hypr_engine._volumes_transport import GrpcVolumes
 from hypr_engine.api import convert
 from hypr_engine.api._pb.hypr import v1 as pb
 from hypr_engine.errors import HyprError, Timeout, Unavailable
@@ -68,7 +69,7 @@ def _lost(path: Path, exc: BaseException) -> Unavailable:
     return Unavailable(f"lost the connection to hyprd at {path}{what}: it stopped or crashed")
 
 
-class GrpcTransport:
+class GrpcTransport(GrpcVolumes):
     mode = "daemon"
 
     def __init__(self, channel: Channel, socket_path: Path, hello: pb.HelloResponse) -> None:

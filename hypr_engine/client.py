@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from hypr_engine.events import Event, Gap
     from hypr_engine.logfile import LogRecord
     from hypr_engine.logview import Page, Positioned
-    from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+    from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec, VolumeInfo
     from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
     from hypr_engine.oci.registry.progress import Progress
 
@@ -286,3 +286,28 @@ class HyprClient:
 
     async def system_info(self) -> dict:
         return await self._transport.system_info()
+
+    # --- volumes and space (system df / prune) ----------------------------------------------
+
+    async def create_volume(self, name: str | None, *, labels: dict[str, str] | None = None,
+                            options: dict[str, str] | None = None) -> "VolumeInfo":
+        return await self._transport.create_volume(name, labels=labels, options=options)
+
+    async def list_volumes(self, filters: Iterable[tuple[str, str]] = ()) -> "list[VolumeInfo]":
+        return await self._transport.list_volumes(filters)
+
+    async def get_volume(self, name: str) -> "VolumeInfo":
+        return await self._transport.get_volume(name)
+
+    async def remove_volume(self, name: str, *, force: bool = False) -> str:
+        return await self._transport.remove_volume(name, force=force)
+
+    async def prune_volumes(self, *, all: bool = False) -> tuple[list[str], int]:
+        """Unused anonymous volumes (every unused one with all): names and host bytes reclaimed."""
+        return await self._transport.prune_volumes(all=all)
+
+    async def system_df(self) -> dict:
+        return await self._transport.system_df()
+
+    async def system_prune(self, *, all: bool = False, volumes: bool = False) -> dict:
+        return await self._transport.system_prune(all=all, volumes=volumes)

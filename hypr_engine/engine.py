@@ -23,6 +23,8 @@ from hypr_engine.paths import Layout
 from hypr_engine.state.db import Database
 from hypr_engine.vmm import probe
 from hypr_engine.vms import VmService
+from hypr_engine.system import SystemService
+from hypr_engine.volumes import VolumeService
 
 
 class Engine:
@@ -33,6 +35,8 @@ class Engine:
         self.mode = mode
         self.images = ImageService(db, layout)
         self.vms = VmService(db, layout, self.images)
+        self.volumes = VolumeService(db, layout)
+        self.system = SystemService(db, layout, self.images, self.vms, self.volumes)
 
     @classmethod
     async def open(cls, layout: Layout | None = None, *, exclusive: bool = False) -> "Engine":

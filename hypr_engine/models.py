@@ -37,6 +37,8 @@ class VmSpec:
     health_retries: int | None = None
     health_start_period: str | None = None
     no_healthcheck: bool = False
+    # -v / --mount / --tmpfs as mount records (hypr_engine/mounts.py); bind sources absolute
+    mounts: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,3 +165,20 @@ class ImageDiskUsage:
     blobs_bytes: int        # the content store (layers, configs, manifests)
     rootfs_bytes: int       # the squashfs cache, one file per layer stack
     reclaimable_bytes: int  # what `image prune -a` would free now
+@dataclass
+class VolumeInfo:
+    """A volume: a sparse ext4 disk image the VMs that mount it see as a directory."""
+
+    name: str
+    driver: str
+    mountpoint: str            # the disk image on the host
+    labels: dict[str, str]
+    options: dict[str, str]
+    size_bytes: int            # the file system's size (the image's apparent size)
+    allocated_bytes: int       # host space the sparse image really takes (st_blocks)
+    anonymous: bool
+    created_at: float
+    used_by: list[str] = field(default_factory=list)   # names of the VMs whose spec mounts it
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

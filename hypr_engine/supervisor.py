@@ -561,6 +561,9 @@ class Supervisor:
 
         self.db_execute("DELETE FROM vms WHERE id=? AND state IN ('exited','removing')", (self.vm_id,))
         shutil.rmtree(self.vm_dir, ignore_errors=True)
+        for name in self.launch.get("anonymous_volumes", []):   # Docker's --rm takes them along
+            self.db_execute("DELETE FROM volumes WHERE name=? AND anonymous=1", (name,))
+            shutil.rmtree(self.vm_dir.parent.parent / "volumes" / name, ignore_errors=True)
         (self.vm_dir.parent.parent / "locks" / f"{self.vm_id}.lock").unlink(missing_ok=True)  # vms.py _lock_path
 
 

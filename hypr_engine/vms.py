@@ -50,6 +50,8 @@ from hypr_engine.state.machine import ACTIVE_STATES, VmState, guarded_update_sql
 from hypr_engine.vmm import probe
 from hypr_engine.vmm.bootcfg import BootConfig, write_initrd
 from hypr_engine.vmm.qemu import VmLaunch, build_argv, device_plan
+from hypr_engine import mounts as mount_rules
+from hypr_engine.volumes import VolumeService, check_device_budget
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 SUPERVISOR_READY_TIMEOUT = 15.0
@@ -66,6 +68,7 @@ class VmService:
         self._db = db
         self._layout = layout
         self._images = images
+        self._volumes = VolumeService(db, layout)
 
     # --- lookup -------------------------------------------------------------------
 
@@ -151,6 +154,7 @@ class VmService:
                              "finished_at": time.time()}
             if info.auto_remove and exit_info.get("exit_code") is not None and exit_info.get("error") is None:
                 await self._delete(info.id)
+                await self._volumes.discard(await self._volumes.anonymous_among(info.spec.mounts))
                 return None
             guard, params = guarded_update_sql(VmState.EXITED)
             await self._db.execute(
@@ -222,6 +226,11 @@ class VmService:
             raise InvalidArgument(
                 f"invalid VM name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
             )
+        # Mounts: checked, within the device plan, volumes created, before the VM exists;
+        # the volumes made here go again if the VM cannot be recorded (nothing half-created).
+        spec.mounts = mount_rules.check_mounts(spec.mounts)
+        check_device_budget(spec.mounts, upper=not spec.auto_remove)
+        spec.mounts, new_volumes = await self._volumes.prepare(spec.mounts)
         vm_id = os.urandom(32).hex()
         spec_json = spec.to_json() | {"_argv": argv, "_health": dataclasses.asdict(healthcheck) if healthcheck else None}
         try:
@@ -232,6 +241,7 @@ class VmService:
                  time.time(), int(spec.auto_remove), json.dumps(stages)),
             )
         except Exception as exc:  # sqlite3.IntegrityError through aiosqlite
+            await self._volumes.discard(new_volumes)
             if "UNIQUE" in str(exc):
                 raise AlreadyExists(f"the name {name!r} is already in use by another VM") from None
             raise
@@ -269,6 +279,7 @@ class VmService:
                 )
                 if info.auto_remove:
                     await self._delete(info.id)
+                    await self._volumes.discard(await self._volumes.anonymous_among(info.spec.mounts))
                 raise
         crash_point("start.after_spawn")
         return await self._wait_started(info)
@@ -307,6 +318,9 @@ class VmService:
         if upper is not None and not upper.exists():
             await _make_ext4(upper, UPPER_DISK_BYTES)
         config = image.config.get("config") or {}
+        if any(m["type"] == "volume" for m in spec.mounts or []):
+            await self.list()   # settle VMs whose supervisor died unobserved: they no longer hold volumes
+        mount_devices, mount_entries = await self._volumes.boot_devices(info.id, spec.mounts)
         boot = BootConfig(
             vm_id=info.id,
             argv=info.command,
@@ -319,6 +333,7 @@ class VmService:
             hosts=_hosts_file(spec.hostname or info.id[:12]),
             attach_wait_ms=30000 if (spec.interactive or spec.tty) else None,
             health=health.HealthConfig(**info.health_config) if info.health_config else None,
+            mounts=mount_entries,
         )
         write_initrd(artifacts.initramfs, boot, vm_dir / "initrd")
         launch = VmLaunch(
@@ -334,6 +349,7 @@ class VmService:
             memory_mb=spec.memory_mb,
             cpus=spec.cpus,
             tsc_khz=probe.host_tsc_khz(),
+            mount_devices=mount_devices,
             **artifacts.launch_options(),
         )
         plan = device_plan(launch)
@@ -354,6 +370,8 @@ class VmService:
             "log": spec.log_opts,
             "accel": accel.value,
             "devices": [d.purpose for d in plan.devices],
+            # --rm removes these with the VM, as Docker does (the supervisor may be the one to do it)
+            "anonymous_volumes": await self._volumes.anonymous_among(spec.mounts) if spec.auto_remove else [],
         }, indent=1))
         await self._db.execute("UPDATE vms SET stages_json=? WHERE id=?", (json.dumps(stages), info.id))
         await self._spawn_supervisor(vm_dir)
@@ -443,6 +461,14 @@ class VmService:
                     raise Conflict(f"VM {info.name} is {info.state}: stop it first or use rm -f")
                 await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))
                 crash_point("rm.after_removing")
+                if any(m["type"] == "volume" and not m.get("readonly") for m in info.spec.mounts or []):
+                    # As `docker rm -f`: the workload gets SIGKILL but what it wrote to its volumes
+                    # stays; kestrel syncs them on the way down (the guest's page cache would die
+                    # with QEMU). Bounded: a guest that does not answer is killed below.
+                    try:
+                        await asyncio.wait_for(self._stop_supervised(info, 0, signal.SIGKILL), 10)
+                    except (HyprError, asyncio.TimeoutError):
+                        pass
                 await self._kill(info.id)
             else:
                 await self._db.execute("UPDATE vms SET state='removing' WHERE id=?", (info.id,))

@@ -63,6 +63,12 @@ VM_CREATE_ARGS = (
     arg("--health-start-period", help="failures in this start period do not count (e.g. 10s)"),
     arg("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK"),
     arg("--log-opt", action="append", default=[], metavar="KEY=VALUE", help="max-size=10m, max-file=3"),
+    # volumes, bind mounts, tmpfs (hypr_tui/volumes_cli.py)
+    arg("-v", "--volume", action="append", default=[], metavar="[SOURCE:]TARGET[:ro]",
+        help="a named volume (NAME:/path) or a host directory (./dir:/path, /abs:/path)"),
+    arg("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,source=,target=[,readonly]",
+        help="a mount, Docker's long form"),
+    arg("--tmpfs", action="append", default=[], metavar="/PATH[:size=64m,mode=1777]", help="a tmpfs mount"),
     arg("image", metavar="IMAGE"),
     arg("cmd", nargs="...", metavar="COMMAND", help="command and arguments"),
 )
@@ -178,6 +184,37 @@ ACTIONS: tuple[Action, ...] = (
             arg("server", nargs="?", metavar="SERVER", help="registry host (default: docker.io)"))),
     Action("logout", "forget the credentials of a registry", "registry_cli:cmd_logout",
            (arg("server", nargs="?", metavar="SERVER", help="registry host (default: docker.io)"),)),
+)
+
+
+# --- volumes and space (hypr_tui/volumes_cli.py, hypr_tui/system_cli.py) -----------------------
+ACTIONS += (
+    Action("volume create", "create a volume (a sparse ext4 disk image)", "volumes_cli:cmd_volume_create",
+           (arg("--label", action="append", default=[], metavar="KEY=VALUE", help="set a label"),
+            arg("-o", "--opt", action="append", default=[], metavar="size=SIZE",
+                help="size of the volume's file system (default 8g, sparse)"),
+            arg("name", nargs="?", metavar="NAME", help="default: a random name"))),
+    Action("volume ls", "list volumes", "volumes_cli:cmd_volume_ls",
+           (arg("-q", "--quiet", action="store_true", help="only print volume names"),
+            arg("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                help="name=, label=KEY[=VALUE], dangling=true|false, driver="),
+            arg("--format", choices=["table", "json"], default="table"))),
+    Action("volume inspect", "details of volumes as JSON", "volumes_cli:cmd_volume_inspect",
+           (arg("names", nargs="+", metavar="VOLUME"),)),
+    Action("volume rm", "remove volumes", "volumes_cli:cmd_volume_rm",
+           (arg("-f", "--force", action="store_true", help="also when stopped VMs use them"),
+            arg("names", nargs="+", metavar="VOLUME")), destructive=True),
+    Action("volume prune", "remove unused anonymous volumes (all unused ones with -a)", "volumes_cli:cmd_volume_prune",
+           (arg("-a", "--all", action="store_true", help="named volumes too"),
+            arg("-f", "--force", action="store_true", help="do not ask")), destructive=True),
+    Action("system df", "space used by images, VMs, volumes, caches and logs", "system_cli:cmd_system_df",
+           (arg("-v", "--verbose", action="store_true", help="each item"),
+            arg("--format", choices=["table", "json"], default="table"))),
+    Action("system prune", "remove stopped VMs, dangling images, unused networks and caches",
+           "system_cli:cmd_system_prune",
+           (arg("-a", "--all", action="store_true", help="every image no VM uses, not only dangling ones"),
+            arg("--volumes", action="store_true", help="also every volume no VM uses"),
+            arg("-f", "--force", action="store_true", help="do not ask")), destructive=True),
 )
 
 

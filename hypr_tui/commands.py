@@ -326,7 +326,15 @@ def _spec_from_args(args):
         health_cmd=args.health_cmd, health_interval=args.health_interval, health_timeout=args.health_timeout,
         health_retries=args.health_retries, health_start_period=args.health_start_period,
         no_healthcheck=args.no_healthcheck,
+        mounts=_mounts_from_args(args),
     )
+
+
+def _mounts_from_args(args) -> list[dict]:
+    """-v, --mount, --tmpfs (volumes_cli.py); relative bind sources resolve here, in the client."""
+    from hypr_tui.volumes_cli import mounts_from_args
+
+    return mounts_from_args(args)
 
 
 def _key_value(item: str, what: str) -> tuple[str, str]:

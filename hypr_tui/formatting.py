@@ -111,6 +111,7 @@ def vm_inspect(vm) -> dict[str, Any]:
                               "MaximumRetryCount": int(vm.spec.restart.partition(":")[2] or 0)},
             "LogConfig": {"Type": "hypr-log", "Config": vm.spec.log_opts},
         },
+        "Mounts": [mount_json(m) for m in vm.spec.mounts or []],
         # seconds from the request to each boot stage
         "BootStages": {k: round(v - base, 4) for k, v in sorted(vm.stages.items(), key=lambda kv: kv[1])},
     }
@@ -254,3 +255,17 @@ def stats_row(s: dict[str, Any]) -> list[str]:
         f"{human_size(s['block_read'])} / {human_size(s['block_write'])}",
         str(s["pids"]), human_size(s["vmm_rss"]),
     ]
+
+
+def mount_json(m: dict[str, Any]) -> dict[str, Any]:
+    """One entry of `inspect`'s Mounts, as Docker writes it."""
+    out: dict[str, Any] = {"Type": m["type"]}
+    if m["type"] == "volume":
+        out |= {"Name": m["source"], "Source": m.get("disk", ""), "Driver": "local"}
+    else:
+        out["Source"] = m["source"]
+    out |= {"Destination": m["target"], "Mode": "ro" if m.get("readonly") else "", "RW": not m.get("readonly"),
+            "Propagation": "rprivate" if m["type"] == "bind" else ""}
+    if m["type"] == "tmpfs":
+        out["Options"] = m.get("options", {})
+    return out

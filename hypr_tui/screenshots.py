@@ -205,7 +205,7 @@ SCENES = [
     Scene("filter", "/ filters the VMs", _filter),
     Scene("empty", "no VM yet", _empty, empty=True),
     Scene("images", "the images tab", _images),
-    Scene("volumes", "a tab that arrives with volumes", _volumes),
+    Scene("volumes", "the volumes tab: size, host space used, the VMs that mount each", _volumes),
     Scene("actions", "Enter: every action on the selected VM", _menu),
     Scene("confirm", "destructive actions ask first", _confirm),
     Scene("help", "? lists the keys of the screen", _help),

@@ -444,6 +444,7 @@ def install(server, state: DaemonState) -> None:
 
 def services(state: DaemonState) -> list:
     from hypr_engine.api.registry_service import RegistryService
+    from hypr_engine.api.volumes_api import SystemSpaceService, VolumesService
 
     return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state),
-            RegistryService(state)]
+            RegistryService(state), VolumesService(state), SystemSpaceService(state)]

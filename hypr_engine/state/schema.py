@@ -123,6 +123,19 @@ MIGRATIONS: list[str] = [
                 NEW.name, json_object('image', NEW.image_ref, 'health', NEW.health));
     END;
     """,
+    # volumes: named and anonymous volumes, each a sparse ext4 disk image under
+    # volumes/<name>/ (hypr_engine/volumes.py)
+    """
+    CREATE TABLE volumes (
+        name         TEXT PRIMARY KEY,
+        driver       TEXT NOT NULL DEFAULT 'local',
+        labels_json  TEXT NOT NULL DEFAULT '{}',
+        options_json TEXT NOT NULL DEFAULT '{}',
+        size_bytes   INTEGER NOT NULL,         -- the file system's size (apparent size of the disk image)
+        anonymous    INTEGER NOT NULL DEFAULT 0,
+        created_at   REAL NOT NULL
+    ) STRICT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

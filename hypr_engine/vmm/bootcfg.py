@@ -35,6 +35,13 @@ class BootTag(enum.IntEnum):
     HEALTH_TIMEOUT_MS = 16
     HEALTH_RETRIES = 17
     HEALTH_START_PERIOD_MS = 18
+    # Mounts (volumes, bind shares, tmpfs): five parallel lists, one entry per mount,
+    # in mount order (guest_agent/mounts.c).
+    MOUNT_TYPE = 19      # ext4 | 9p | tmpfs
+    MOUNT_SOURCE = 20    # ext4: the virtio-blk serial; 9p: the mount tag; tmpfs: "tmpfs"
+    MOUNT_TARGET = 21    # absolute path in the VM
+    MOUNT_DATA = 22      # the file system's option string
+    MOUNT_FLAGS = 23     # comma list: ro, nosuid, nodev, noexec, populate (copy the image's files into an empty volume)
 
 
 @dataclass
@@ -53,6 +60,7 @@ class BootConfig:
     attach_wait_ms: int | None = None
     tmpfs_size_mb: int | None = None
     health: "HealthConfig | None" = None
+    mounts: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # type, source, target, data, flags
 
     def encode(self) -> bytes:
         f: list[tuple[int, bytes | str | int | None]] = [(BootTag.VM_ID, self.vm_id)]
@@ -83,6 +91,9 @@ class BootConfig:
                 (BootTag.HEALTH_RETRIES, self.health.retries),
                 (BootTag.HEALTH_START_PERIOD_MS, self.health.start_period_ms),
             ]
+        for tag, column in ((BootTag.MOUNT_TYPE, 0), (BootTag.MOUNT_SOURCE, 1), (BootTag.MOUNT_TARGET, 2),
+                            (BootTag.MOUNT_DATA, 3), (BootTag.MOUNT_FLAGS, 4)):
+            f += [(tag, m[column]) for m in self.mounts]
         return encode_fields(f)
 
 

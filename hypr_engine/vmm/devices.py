@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from hypr_engine.errors import InvalidArgument
 
 MICROVM_SLOTS = 8          # -M microvm,acpi=off
-MICROVM_ACPI_SLOTS = 24    # -M microvm,acpi=on
+# -M microvm,acpi=on offers 24, but a guest with all 24 filled hangs in the kernel before
+# /init (QEMU 7.2, HYPR kernel 6.1; 23 boot in 1.4 s: tests/vm/test_volumes.py), so the plan
+# keeps the last one free.
+MICROVM_ACPI_SLOTS = 23
 
 
 @dataclass

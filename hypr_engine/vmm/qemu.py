@@ -36,6 +36,7 @@ class VmLaunch:
     tsc_khz: int | None = None
     extra_cmdline: list[str] = field(default_factory=list)
     acpi: bool = False       # describe the devices in ACPI tables, not on the command line
+    mount_devices: list[Device] = field(default_factory=list)   # volumes and bind shares (volumes.py)
 
 
 def device_plan(launch: VmLaunch) -> DevicePlan:
@@ -57,6 +58,8 @@ def device_plan(launch: VmLaunch) -> DevicePlan:
         "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
     ]))
     plan.add(Device("rng", "entropy", ["-device", "virtio-rng-device"]))
+    for device in launch.mount_devices:
+        plan.add(device)
     return plan
 
 

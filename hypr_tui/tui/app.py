@@ -47,6 +47,7 @@ from hypr_tui.tui.screens.modals import (
     TooSmallScreen,
 )
 from hypr_tui.tui.screens.processes import ProcessScreen
+from hypr_tui.tui.volumes import VolumeActions
 from hypr_tui.tui.widgets.terminal import Terminal
 from hypr_tui.tui.image_actions import ImageActionsMixin
 from hypr_tui.tui.registry_actions import RegistryActions
@@ -82,7 +83,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class HyprApp(ImageActionsMixin, RegistryActions, App[None]):
+class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hypr"
     BINDINGS = [
@@ -140,7 +141,7 @@ class HyprApp(ImageActionsMixin, RegistryActions, App[None]):
         self.poll_stats()
 
     async def refresh_all(self) -> None:
-        await asyncio.gather(self._load_vms(), self._load_images(), self._load_info())
+        await asyncio.gather(self._load_vms(), self._load_images(), self._load_info(), self._load_volumes())
         self.loaded = True
         self._broadcast()
 
@@ -224,7 +225,7 @@ class HyprApp(ImageActionsMixin, RegistryActions, App[None]):
 
     @work(group="slow", exclusive=True, exit_on_error=False)
     async def poll_slow(self) -> None:
-        await asyncio.gather(self._load_images(), self._load_info())
+        await asyncio.gather(self._load_images(), self._load_info(), self._load_volumes())
         self._broadcast()
 
     @work(group="events", exclusive=True, exit_on_error=False)

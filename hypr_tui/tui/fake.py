@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 from hypr_engine.errors import Conflict, NotFound
 from hypr_engine.logfile import LogRecord
-from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
+from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec, VolumeInfo
 
 FIXED_NOW = 1_764_331_200.0  # 2025-11-28 12:00:00 UTC
 HOSTNAME = "devbox"
@@ -63,6 +63,18 @@ def scene_images() -> list[ImageInfo]:
         img(3, ["postgres:16"], 432_100_000, 33),
         img(4, ["hypr/busybox:latest"], 4_300_000, 2),
         img(5, ["alpine:3.20"], 7_800_000, 45),
+    ]
+
+
+def scene_volumes() -> list[VolumeInfo]:
+    def vol(name: str, size: int, used: int, users: list[str], anonymous: bool = False) -> VolumeInfo:
+        return VolumeInfo(name=name, driver="local", mountpoint=f"/var/lib/hypr/volumes/{name}/disk.ext4",
+                          labels={}, options={}, size_bytes=size, allocated_bytes=used, anonymous=anonymous,
+                          created_at=FIXED_NOW - 86400, used_by=users)
+    return [
+        vol("pgdata", 8 << 30, 412_000_000, ["db"]),
+        vol("site-cache", 1 << 30, 23_500_000, ["web"]),
+        vol("9f3b2c1d0e4a" + "0" * 52, 8 << 30, 4_300_000, [], anonymous=True),
     ]
 
 
@@ -229,6 +241,7 @@ class FakeClient:
                  mode: str = "embedded", log_lines: int = 240) -> None:
         self.vms = scene_vms() if vms is None else vms
         self.images = scene_images() if images is None else images
+        self.volumes = scene_volumes() if vms is None else []
         self.mode = mode
         self.log_lines = log_lines
         self.calls: list[tuple] = []
@@ -359,6 +372,9 @@ class FakeClient:
 
     async def list_images(self) -> list[ImageInfo]:
         return list(self.images)
+
+    async def list_volumes(self, filters=()) -> list[VolumeInfo]:
+        return list(self.volumes)
 
     async def remove_image(self, ref: str, *, force: bool = False) -> list[str]:
         self.calls.append(("rmi", ref, force))

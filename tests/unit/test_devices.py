@@ -17,7 +17,7 @@ def _launch(acpi: bool, upper: bool = True) -> VmLaunch:
                     agent_socket=Path("a"), acpi=acpi)
 
 
-@pytest.mark.parametrize("acpi, slots", [(False, 8), (True, 24)])
+@pytest.mark.parametrize("acpi, slots", [(False, 8), (True, 23)])  # 24th: guest hangs (devices.py)
 def test_slots_and_refusal(acpi, slots):
     plan = device_plan(_launch(acpi))
     assert [d.purpose for d in plan.devices] == ["root filesystem", "writable layer", "log and agent ports", "entropy"]

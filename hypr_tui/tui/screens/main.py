@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from hypr_tui.tui.widgets.tables import ImageTable, VmTable
+from hypr_tui.tui.widgets.volumes import VolumeTable
 
 EMPTY_VMS = (
     "No VMs.\n\n"
@@ -16,8 +17,9 @@ EMPTY_VMS = (
     "or here: ctrl+p, then \"hypr run\"."
 )
 EMPTY_IMAGES = "No images.\n\nLoad one with: hypr load -i FILE.tar\nor here: ctrl+p, then \"hypr load\"."
+EMPTY_VOLUMES = ("No volumes.\n\nCreate one with: hypr volume create NAME\n"
+                 "or let run make it: hypr run -v NAME:/path IMAGE")
 EMPTY_LATER = {
-    "volumes": "No volumes yet.\n\nThis tab arrives with volumes (hypr volume ...).",
     "networks": "No networks yet.\n\nThis tab arrives with networks (hypr network ...).",
     "stacks": "No stacks yet.\n\nThis tab arrives with compose (hypr compose up).",
 }
@@ -52,7 +54,10 @@ class MainScreen(Screen):
             with TabPane("Images", id="images"):
                 yield ImageTable(id="image-table", clock=clock)
                 yield Static(EMPTY_IMAGES, id="images-empty", classes="empty")
-            for key, label in (("volumes", "Volumes"), ("networks", "Networks"), ("stacks", "Stacks")):
+            with TabPane("Volumes", id="volumes"):
+                yield VolumeTable(id="volume-table")
+                yield Static(EMPTY_VOLUMES, id="volumes-empty", classes="empty")
+            for key, label in (("networks", "Networks"), ("stacks", "Stacks")):
                 with TabPane(label, id=key):
                     yield Static(EMPTY_LATER[key], classes="empty later")
         yield StatusBar(id="status-bar")
@@ -80,6 +85,10 @@ class MainScreen(Screen):
         images.show_images(app.images)  # type: ignore[attr-defined]
         images.display = bool(app.images)  # type: ignore[attr-defined]
         self.query_one("#images-empty").display = not app.images and app.loaded  # type: ignore[attr-defined]
+        volumes = getattr(app, "volumes", [])
+        self.query_one(VolumeTable).show(volumes)
+        self.query_one(VolumeTable).display = bool(volumes)
+        self.query_one("#volumes-empty").display = not volumes and app.loaded  # type: ignore[attr-defined]
         self._update_status()
 
     def _matches(self, vm) -> bool:
