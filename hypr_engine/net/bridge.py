@@ -1,0 +1,106 @@
+"""Linux bridges and TAP devices of HYPR's user networks (the `bridge` driver's host side).
+
+One bridge per user network holds the network's gateway address; each VM endpoint on
+it gets one persistent TAP, created when the VM starts and removed with the VM (or
+when it leaves the network), which QEMU opens with `-netdev tap,ifname=...`.
+
+Names: interface names are limited to 15 bytes (IFNAMSIZ 16 with the NUL) and are
+global to the host, and several HYPR data directories may share one host. So every
+name is `hyb`/`hyt` + a 6-hex tag of the data directory + 6 hex of the network (or
+endpoint): `hyb1a2b3c4d5e6f`. The common prefixes let the firewall match every HYPR
+bridge at once (`hyb*`) and let tests find what one data directory left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from hypr_engine.errors import Unavailable
+
+BRIDGE_PREFIX = "hyb"
+TAP_PREFIX = "hyt"
+IP_TIMEOUT = 10.0
+
+
+def dir_tag(data_dir: Path | str) -> str:
+    """6 hex digits naming one data directory in host-global names."""
+    return hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:6]
+
+
+def bridge_name(data_dir: Path | str, network_id: str) -> str:
+    return f"{BRIDGE_PREFIX}{dir_tag(data_dir)}{network_id[:6]}"
+
+
+def tap_name(data_dir: Path | str, vm_id: str, network_id: str) -> str:
+    endpoint = hashlib.sha256(f"{vm_id}/{network_id}".encode()).hexdigest()[:6]
+    return f"{TAP_PREFIX}{dir_tag(data_dir)}{endpoint}"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT)
+    except FileNotFoundError:
+        raise Unavailable("the `ip` command (iproute2) is missing; run scripts/setup.sh") from None
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"`ip {' '.join(args)}` did not finish within {IP_TIMEOUT:g} s") from None
+    if check and proc.returncode != 0:
+        raise Unavailable(f"`ip {' '.join(args)}` failed: {proc.stderr.strip()}")
+    return proc
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def links_with_prefix(prefix: str) -> list[str]:
+    """Interfaces whose name starts with `prefix` (e.g. everything of one data directory)."""
+    try:
+        return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
+    """The bridge exists, is up, and holds the gateway address (idempotent)."""
+    if not link_exists(name):
+        _ip("link", "add", name, "type", "bridge")
+    # replace: adding an address that is already there is an error, replacing is not
+    _ip("addr", "replace", f"{gateway}/{prefixlen}", "dev", name)
+    _ip("link", "set", name, "up")
+
+
+def ensure_tap(name: str, bridge: str) -> None:
+    """A persistent TAP enslaved to `bridge` and up (idempotent). QEMU opens it by name."""
+    if not link_exists(name):
+        _ip("tuntap", "add", "dev", name, "mode", "tap")
+    _ip("link", "set", name, "master", bridge)
+    _ip("link", "set", name, "up")
+
+
+def delete_link(name: str) -> None:
+    """Remove a bridge or TAP; one that is already gone is fine (rm is idempotent)."""
+    if link_exists(name):
+        proc = _ip("link", "del", name, check=False)
+        if proc.returncode != 0 and link_exists(name):
+            raise Unavailable(f"cannot remove interface {name}: {proc.stderr.strip()}")
+
+
+def host_routes() -> list[str]:
+    """Every IPv4 destination the host routes somewhere other than its default route,
+    plus its own addresses' networks: what a new subnet must not overlap."""
+    found: list[str] = []
+    routes = json.loads(_ip("-4", "-j", "route", "show", "table", "all").stdout or "[]")
+    for r in routes:
+        dst = r.get("dst", "")
+        if dst and dst != "default" and r.get("type", "unicast") == "unicast":
+            found.append(dst if "/" in dst else f"{dst}/32")
+    addrs = json.loads(_ip("-4", "-j", "addr", "show").stdout or "[]")
+    for link in addrs:
+        for a in link.get("addr_info", []):
+            if a.get("local") and not a["local"].startswith("127."):
+                found.append(f"{a['local']}/{a.get('prefixlen', 32)}")
+    return found
