@@ -1,0 +1,229 @@
+"""The network service: create, list, inspect, remove and prune networks, and connect
+VMs to them or disconnect them.
+
+A user network (driver `bridge`) is, on the host: a row in `networks`, a Linux bridge
+holding the gateway address (bridge.py), its rules in the data directory's nftables
+table (nft.py) and its DNS resolver process (resolver.py). `create` makes all four or,
+on any failure, none; `rm` removes all four and is idempotent. `ensure_up` re-creates
+whatever of the host side is missing (after a host reboot, or a resolver that died),
+and runs before every VM start on the network.
+
+`default` is the gvproxy network every VM gets unless told otherwise; it needs no root,
+and cannot be removed. User networks need root: bridges and nftables are root's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hypr_engine.errors import AlreadyExists, Conflict, HyprError, InvalidArgument, NotFound, Unavailable
+from hypr_engine.net import bridge, nft, pool, resolver
+from hypr_engine.paths import Layout
+from hypr_engine.state.db import Database
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
+DEFAULT_NETWORK = "default"
+RESERVED_NAMES = {DEFAULT_NETWORK, "host", "none", "bridge"}
+ROOT_NEEDED = ("user networks need root: each is a Linux bridge with nftables rules. Without root, "
+               "VMs use the `default` network (gvproxy: outbound access and -p publishing, no root needed)")
+
+
+@dataclass
+class EndpointInfo:
+    vm_id: str
+    vm_name: str
+    ip: str
+    mac: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkInfo:
+    id: str
+    name: str
+    driver: str
+    subnet: str
+    gateway: str
+    internal: bool
+    labels: dict[str, str]
+    created_at: float
+    endpoints: list[EndpointInfo] = field(default_factory=list)
+
+
+class NetworkService:
+    def __init__(self, db: Database, layout: Layout) -> None:
+        self._db = db
+        self._layout = layout
+
+    # --- reading -------------------------------------------------------------------------
+
+    async def list(self) -> list[NetworkInfo]:
+        rows = await self._db.fetchall("SELECT * FROM networks ORDER BY created_at, name")
+        return [await self._info(r) for r in rows]
+
+    async def get(self, ref: str) -> NetworkInfo:
+        row = await self._db.fetchone("SELECT * FROM networks WHERE name=? OR id=?", (ref, ref))
+        if row is None and len(ref) >= 3 and re.fullmatch(r"[0-9a-f]+", ref):
+            rows = await self._db.fetchall("SELECT * FROM networks WHERE id LIKE ?", (ref + "%",))
+            if len(rows) > 1:
+                raise InvalidArgument(f"network id prefix {ref!r} is ambiguous")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NotFound(f"no such network: {ref}")
+        return await self._info(row)
+
+    async def _info(self, row) -> NetworkInfo:
+        eps = await self._db.fetchall(
+            "SELECT e.vm_id, v.name AS vm_name, e.ip, e.mac, e.aliases_json FROM endpoints e "
+            "JOIN vms v ON v.id = e.vm_id WHERE e.network_id=? ORDER BY v.name", (row["id"],))
+        return NetworkInfo(
+            id=row["id"], name=row["name"], driver=row["driver"], subnet=row["subnet"], gateway=row["gateway"],
+            internal=bool(row["internal"]), labels=json.loads(row["labels_json"] or "{}"),
+            created_at=row["created_at"],
+            endpoints=[EndpointInfo(e["vm_id"], e["vm_name"], e["ip"], e["mac"], json.loads(e["aliases_json"] or "[]"))
+                       for e in eps],
+        )
+
+    # --- create ----------------------------------------------------------------------------
+
+    async def create(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                     internal: bool = False, labels: dict[str, str] | None = None) -> NetworkInfo:
+        if not NAME_RE.match(name):
+            raise InvalidArgument(f"invalid network name {name!r}: use letters, digits, '_', '.' and '-', "
+                                  "starting with a letter or digit (at most 64)")
+        if name in RESERVED_NAMES:
+            raise InvalidArgument(f"the network name {name!r} is reserved")
+        if gateway and not subnet:
+            raise InvalidArgument("--gateway needs --subnet")
+        requested = pool.parse_subnet(subnet) if subnet else None
+        gw = pool.parse_gateway(gateway, requested) if requested else None
+        if await self._db.fetchone("SELECT 1 FROM networks WHERE name=?", (name,)):
+            raise AlreadyExists(f"a network named {name!r} already exists")
+        if os.geteuid() != 0:
+            raise Unavailable(ROOT_NEEDED)
+        network_id = os.urandom(32).hex()
+        await asyncio.to_thread(self._create_locked, network_id, name, requested, gw, internal, labels or {})
+        return await self.get(network_id)
+
+    def _create_locked(self, network_id: str, name: str, requested: ipaddress.IPv4Network | None,
+                       gw: ipaddress.IPv4Address | None, internal: bool, labels: dict[str, str]) -> None:
+        """Choose the subnet and make the bridge under the host-wide lock (another engine
+        choosing at the same time sees this bridge's route); undo everything on failure."""
+        from hypr_engine.state.schema import connect
+
+        with pool.subnet_lock():
+            conn = connect(self._layout.db)
+            try:
+                taken = [(f"network {r[0]!r}", r[1]) for r in conn.execute("SELECT name, subnet FROM networks")]
+                taken += [(f"the host's route or address {r}", r) for r in bridge.host_routes()]
+                if requested is None:
+                    subnet = pool.pick_free(taken)
+                    gateway = pool.parse_gateway(None, subnet)
+                else:
+                    pool.check_free(requested, taken)
+                    subnet, gateway = requested, gw
+                try:
+                    conn.execute(
+                        "INSERT INTO networks (id, name, driver, subnet, gateway, internal, labels_json, created_at) "
+                        "VALUES (?,?,?,?,?,?,?,?)",
+                        (network_id, name, "bridge", str(subnet), str(gateway), int(internal),
+                         json.dumps(labels), time.time()))
+                    conn.commit()
+                except Exception as exc:
+                    if "UNIQUE" in str(exc):
+                        raise AlreadyExists(f"a network named {name!r} already exists") from None
+                    raise
+                try:
+                    self._bring_up(conn, network_id)
+                except BaseException as failure:
+                    try:   # nothing half-created: undo all of it, then report the first failure
+                        conn.execute("DELETE FROM networks WHERE id=?", (network_id,))
+                        self._tear_down(conn, network_id)
+                    except Exception as cleanup:
+                        failure.add_note(f"cleaning up after the failure also failed: {cleanup}")
+                    raise
+            finally:
+                conn.close()
+
+    # --- the host side --------------------------------------------------------------------------
+
+    def network_dir(self, network_id: str) -> Path:
+        return self._layout.data / "networks" / network_id
+
+    def bridge_of(self, network_id: str) -> str:
+        return bridge.bridge_name(self._layout.data, network_id)
+
+    def _bring_up(self, conn, network_id: str) -> None:
+        """Bridge, firewall rules and resolver of one bridge network (idempotent)."""
+        row = conn.execute("SELECT subnet, gateway FROM networks WHERE id=?", (network_id,)).fetchone()
+        subnet = ipaddress.IPv4Network(row[0])
+        bridge.ensure_bridge(self.bridge_of(network_id), row[1], subnet.prefixlen)
+        self._apply_rules(conn)
+        resolver.start(self.network_dir(network_id) / "resolver.json", str(self._layout.db), network_id, row[1])
+
+    def _tear_down(self, conn, network_id: str) -> None:
+        """Remove the resolver, the bridge and the rules of a network whose row is gone or going."""
+        resolver.stop(self.network_dir(network_id) / "resolver.json")
+        bridge.delete_link(self.bridge_of(network_id))
+        self._apply_rules(conn)
+        shutil.rmtree(self.network_dir(network_id), ignore_errors=True)
+
+    def _apply_rules(self, conn) -> None:
+        rows = conn.execute("SELECT id, subnet, gateway, internal FROM networks WHERE driver='bridge' "
+                            "ORDER BY created_at").fetchall()
+        nft.apply(self._layout.data, [nft.NetRules(self.bridge_of(r[0]), r[1], r[2], bool(r[3])) for r in rows])
+
+    async def ensure_up(self, network_id: str) -> None:
+        """Before a VM starts on a bridge network: re-create what a reboot or a crash took away."""
+        if os.geteuid() != 0:
+            raise Unavailable(ROOT_NEEDED)
+        await asyncio.to_thread(self._with_conn, self._bring_up, network_id)
+
+    def _with_conn(self, fn, *args):
+        from hypr_engine.state.schema import connect
+
+        conn = connect(self._layout.db)
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.close()
+
+    # --- remove -----------------------------------------------------------------------------------
+
+    async def remove(self, ref: str, *, force: bool = False) -> str:
+        info = await self.get(ref)
+        if info.driver != "bridge":
+            raise Conflict(f"the {info.name!r} network cannot be removed")
+        if info.endpoints and not force:
+            users = ", ".join(e.vm_name for e in info.endpoints)
+            raise Conflict(f"network {info.name} is in use by {users}: disconnect them "
+                           f"(`hypr network disconnect {info.name} VM`) or remove it with -f")
+        await asyncio.to_thread(self._with_conn, self._remove_sync, info)
+        return info.name
+
+    def _remove_sync(self, conn, info: NetworkInfo) -> None:
+        for e in info.endpoints:
+            bridge.delete_link(bridge.tap_name(self._layout.data, e.vm_id, info.id))
+        conn.execute("DELETE FROM endpoints WHERE network_id=?", (info.id,))
+        conn.execute("DELETE FROM networks WHERE id=?", (info.id,))
+        conn.commit()
+        self._tear_down(conn, info.id)
+
+    async def prune(self) -> list[str]:
+        """Remove every user network no VM is connected to; their names."""
+        removed = []
+        for info in await self.list():
+            if info.driver == "bridge" and not info.endpoints:
+                try:
+                    removed.append(await self.remove(info.id))
+                except NotFound:
+                    pass   # another engine removed it meanwhile
+        return removed
