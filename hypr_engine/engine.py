@@ -32,6 +32,9 @@ class Engine:
         self.mode = mode
         self.images = ImageService(db, layout)
         self.vms = VmService(db, layout, self.images)
+        from hypr_engine.net.networks import NetworkService
+
+        self.networks = NetworkService(db, layout)
 
     @classmethod
     async def open(cls, layout: Layout | None = None, *, exclusive: bool = False) -> "Engine":

@@ -127,3 +127,36 @@ class VmDetails:
     vm_dir: str
     log_path: str
     control_socket: str
+
+
+# --- networks (hypr_engine/net/networks.py) ---------------------------------------------
+
+@dataclass
+class EndpointInfo:
+    """A VM's attachment to a network: its address there and the extra names it answers to."""
+
+    vm_id: str
+    vm_name: str
+    ip: str
+    mac: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkInfo:
+    id: str
+    name: str
+    driver: str                    # gvproxy (the default network) | bridge (user networks)
+    subnet: str
+    gateway: str
+    internal: bool
+    labels: dict[str, str]
+    created_at: float
+    endpoints: list[EndpointInfo] = field(default_factory=list)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -43,7 +43,7 @@ T = TypeVar("T")
 LOG_BATCH_RECORDS = 512
 LOG_BATCH_BYTES = 256 * 1024
 MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import", "CopyToVm",
-            "CopyFromVm"}
+            "CopyFromVm", "Prune", "Connect", "Disconnect"}
 
 
 class DaemonState:
@@ -424,4 +424,7 @@ def install(server, state: DaemonState) -> None:
 
 
 def services(state: DaemonState) -> list:
-    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state)]
+    from hypr_engine.api.networks import NetworksService
+
+    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state),
+            NetworksService(state)]

@@ -21,10 +21,10 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from hypr_engine.errors import AlreadyExists, Conflict, HyprError, InvalidArgument, NotFound, Unavailable
+from hypr_engine.models import EndpointInfo, NetworkInfo
 from hypr_engine.net import bridge, nft, pool, resolver
 from hypr_engine.paths import Layout
 from hypr_engine.state.db import Database
@@ -34,28 +34,6 @@ DEFAULT_NETWORK = "default"
 RESERVED_NAMES = {DEFAULT_NETWORK, "host", "none", "bridge"}
 ROOT_NEEDED = ("user networks need root: each is a Linux bridge with nftables rules. Without root, "
                "VMs use the `default` network (gvproxy: outbound access and -p publishing, no root needed)")
-
-
-@dataclass
-class EndpointInfo:
-    vm_id: str
-    vm_name: str
-    ip: str
-    mac: str
-    aliases: list[str] = field(default_factory=list)
-
-
-@dataclass
-class NetworkInfo:
-    id: str
-    name: str
-    driver: str
-    subnet: str
-    gateway: str
-    internal: bool
-    labels: dict[str, str]
-    created_at: float
-    endpoints: list[EndpointInfo] = field(default_factory=list)
 
 
 class NetworkService:

@@ -46,6 +46,7 @@ from hypr_tui.tui.screens.modals import (
     TextScreen,
     TooSmallScreen,
 )
+from hypr_tui.tui.network_actions import NetworkActions
 from hypr_tui.tui.screens.processes import ProcessScreen
 from hypr_tui.tui.widgets.terminal import Terminal
 
@@ -80,7 +81,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class HyprApp(App[None]):
+class HyprApp(NetworkActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hypr"
     BINDINGS = [
