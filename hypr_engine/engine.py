@@ -34,7 +34,7 @@ class Engine:
         self.vms = VmService(db, layout, self.images)
         from hypr_engine.net.networks import NetworkService
 
-        self.networks = NetworkService(db, layout)
+        self.networks = NetworkService(db, layout, self.vms)
 
     @classmethod
     async def open(cls, layout: Layout | None = None, *, exclusive: bool = False) -> "Engine":

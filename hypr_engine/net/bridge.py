@@ -104,3 +104,27 @@ def host_routes() -> list[str]:
             if a.get("local") and not a["local"].startswith("127."):
                 found.append(f"{a['local']}/{a.get('prefixlen', 32)}")
     return found
+
+
+def expected_taps(conn, data_dir: Path | str) -> set[str]:
+    """TAPs that should exist: one per endpoint on a bridge network, plus any an active VM
+    may hold open on a bridge network (disconnected while it runs: QEMU keeps the TAP
+    until the VM stops)."""
+    rows = conn.execute("SELECT e.vm_id, e.network_id FROM endpoints e JOIN networks n ON n.id = e.network_id "
+                        "WHERE n.driver='bridge'").fetchall()
+    names = {tap_name(data_dir, r[0], r[1]) for r in rows}
+    active = [r[0] for r in conn.execute(
+        "SELECT id FROM vms WHERE state IN ('starting','running','stopping','restarting')")]
+    bridges = [r[0] for r in conn.execute("SELECT id FROM networks WHERE driver='bridge'")]
+    names |= {tap_name(data_dir, vm, net) for vm in active for net in bridges}
+    return names
+
+
+def sweep_taps(conn, data_dir: Path | str) -> list[str]:
+    """Remove this data directory's TAPs that no endpoint needs any more (a removed VM's,
+    a left network's); returns their names. Run after removals and before starts."""
+    keep = expected_taps(conn, data_dir)
+    gone = [n for n in links_with_prefix(TAP_PREFIX + dir_tag(data_dir)) if n not in keep]
+    for name in gone:
+        delete_link(name)
+    return gone

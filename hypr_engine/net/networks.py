@@ -32,14 +32,16 @@ from hypr_engine.state.db import Database
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 DEFAULT_NETWORK = "default"
 RESERVED_NAMES = {DEFAULT_NETWORK, "host", "none", "bridge"}
+ACTIVE = ("starting", "running", "stopping", "restarting")
 ROOT_NEEDED = ("user networks need root: each is a Linux bridge with nftables rules. Without root, "
                "VMs use the `default` network (gvproxy: outbound access and -p publishing, no root needed)")
 
 
 class NetworkService:
-    def __init__(self, db: Database, layout: Layout) -> None:
+    def __init__(self, db: Database, layout: Layout, vms) -> None:
         self._db = db
         self._layout = layout
+        self._vms = vms     # VmService: VM refs are resolved as everywhere else
 
     # --- reading -------------------------------------------------------------------------
 
@@ -188,12 +190,10 @@ class NetworkService:
         return info.name
 
     def _remove_sync(self, conn, info: NetworkInfo) -> None:
-        for e in info.endpoints:
-            bridge.delete_link(bridge.tap_name(self._layout.data, e.vm_id, info.id))
         conn.execute("DELETE FROM endpoints WHERE network_id=?", (info.id,))
         conn.execute("DELETE FROM networks WHERE id=?", (info.id,))
-        conn.commit()
         self._tear_down(conn, info.id)
+        bridge.sweep_taps(conn, self._layout.data)
 
     async def prune(self) -> list[str]:
         """Remove every user network no VM is connected to; their names."""
@@ -205,3 +205,46 @@ class NetworkService:
                 except NotFound:
                     pass   # another engine removed it meanwhile
         return removed
+
+    # --- connect / disconnect ---------------------------------------------------------------------
+
+    async def connect(self, network_ref: str, vm_ref: str, *, aliases: list[str] | None = None,
+                      ip: str | None = None) -> tuple[NetworkInfo, bool]:
+        """Attach a VM; True when it runs and gets the NIC at its next start (a NIC cannot be
+        hot-plugged into a microvm)."""
+        from hypr_engine.net import store
+
+        vm = await self._vms.get(vm_ref)
+        for alias in aliases or []:
+            if not NAME_RE.match(alias):
+                raise InvalidArgument(f"invalid alias {alias!r}: use letters, digits, '_', '.' and '-'")
+
+        def attach(conn) -> None:
+            with store.write_transaction(conn):
+                net = store.get_network(conn, network_ref)
+                position = conn.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM endpoints WHERE vm_id=?",
+                                        (vm.id,)).fetchone()[0]
+                store.attach(conn, vm.id, net, store.Attachment(net.name, list(aliases or []), ip), position)
+
+        await asyncio.to_thread(self._with_conn, attach)
+        info = await self.get(network_ref)
+        return info, vm.state in ACTIVE
+
+    async def disconnect(self, network_ref: str, vm_ref: str) -> tuple[NetworkInfo, bool]:
+        from hypr_engine.net import store
+
+        vm = await self._vms.get(vm_ref)
+        info = await self.get(network_ref)
+
+        def detach(conn) -> None:
+            if not store.detach(conn, vm.id, info.id):
+                raise NotFound(f"VM {vm.name} is not connected to network {info.name}")
+            bridge.sweep_taps(conn, self._layout.data)
+
+        await asyncio.to_thread(self._with_conn, detach)
+        return await self.get(info.id), vm.state in ACTIVE
+
+    async def sweep(self) -> None:
+        """After a VM's removal: its TAPs go (the endpoints went with the VM's row)."""
+        if os.geteuid() == 0:
+            await asyncio.to_thread(self._with_conn, lambda conn: bridge.sweep_taps(conn, self._layout.data))
