@@ -66,6 +66,8 @@ def hypr_home(tmp_path: Path):
         ids = home.run("ps", "-aq", timeout=60).stdout.decode().split()
         if ids:
             home.run("rm", "-f", *ids, timeout=60)
+    if _has_user_networks(data):
+        home.run("network", "prune", timeout=60)
     deadline = time.monotonic() + 10
     leaked = processes_mentioning(str(data), str(runtime))
     while leaked and time.monotonic() < deadline:
@@ -83,6 +85,41 @@ def hypr_home(tmp_path: Path):
     assert not leaked, f"processes left behind: {leaked}"
     assert not sockets, f"sockets left behind: {sockets}"
     assert not mounts, f"mounts left behind: {mounts}"
+    host_objects = _network_objects_of(data, remove=True)
+    assert not host_objects, f"bridges, TAPs or nftables tables left behind: {host_objects}"
+
+
+def _has_user_networks(data: Path) -> bool:
+    import sqlite3
+
+    if not (data / "hypr.db").exists():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{data / 'hypr.db'}?mode=ro", uri=True, timeout=10)
+        try:
+            return conn.execute("SELECT 1 FROM networks WHERE driver='bridge' LIMIT 1").fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False   # an older schema: no networks table
+
+
+def _network_objects_of(data: Path, *, remove: bool = False) -> list[str]:
+    """The host-global objects of user networks named after this data directory (tag-prefixed,
+    so tests running in parallel never see each other's); `remove` deletes them after
+    listing them, so one test's leak does not clutter the host."""
+    from hypr_engine.net import bridge, nft
+
+    tag = bridge.dir_tag(data)
+    found = bridge.links_with_prefix(bridge.BRIDGE_PREFIX + tag) + bridge.links_with_prefix(bridge.TAP_PREFIX + tag)
+    if os.geteuid() == 0 and nft.table_exists(nft.table_name(data)):
+        found.append(f"nft table inet {nft.table_name(data)}")
+    if remove:
+        for name in found:
+            if not name.startswith("nft "):
+                bridge.delete_link(name)
+        nft.remove(data)
+    return found
 
 
 @pytest.fixture
