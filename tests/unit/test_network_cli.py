@@ -181,3 +181,27 @@ def test_without_root_a_user_network_is_a_clear_error(tmp_path):
     finally:
         conn.close()
     assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX + bridge.dir_tag(home / "data")) == []
+
+
+def test_connect_and_disconnect_a_created_vm_and_rm_refuses_a_network_in_use(hypr_home, busybox):
+    hypr_home.run("create", "--name", "c1", busybox, "true", check=True)
+    hypr_home.run("network", "create", "--subnet", "10.234.0.0/24", "joined", check=True)
+    proc = hypr_home.run("network", "connect", "--alias", "db", "--alias", "store", "joined", "c1", check=True)
+    assert b"next start" not in proc.stderr            # not running: nothing to say
+    endpoint = next(iter(json.loads(hypr_home.out("network", "inspect", "joined"))[0]["Containers"].values()))
+    assert endpoint["Name"] == "c1" and endpoint["Aliases"] == ["db", "store"]
+    assert ipaddress.IPv4Address(endpoint["IPv4Address"]) in ipaddress.IPv4Network("10.234.0.0/24")
+    assert "already connected" in _error(hypr_home.run("network", "connect", "joined", "c1"))
+    assert "no such network" in _error(hypr_home.run("network", "connect", "nowhere", "c1"))
+    assert "outside network" in _error(hypr_home.run("network", "connect", "--ip", "10.9.9.9", "default", "c1"))
+
+    err = _error(hypr_home.run("network", "rm", "joined"))
+    assert "in use by c1" in err and "-f" in err
+    assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX + bridge.dir_tag(hypr_home.data))   # still there
+
+    hypr_home.run("network", "disconnect", "joined", "c1", check=True)
+    assert "not connected" in _error(hypr_home.run("network", "disconnect", "joined", "c1"))
+    assert json.loads(hypr_home.out("network", "inspect", "joined"))[0]["Containers"] == {}
+    hypr_home.run("network", "connect", "joined", "c1", check=True)
+    assert hypr_home.out("network", "rm", "-f", "joined").strip() == "joined"
+    assert _host_objects(hypr_home) == []
