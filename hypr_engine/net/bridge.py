@@ -111,7 +111,7 @@ def expected_taps(conn, data_dir: Path | str) -> set[str]:
     may hold open on a bridge network (disconnected while it runs: QEMU keeps the TAP
     until the VM stops)."""
     rows = conn.execute("SELECT e.vm_id, e.network_id FROM endpoints e JOIN networks n ON n.id = e.network_id "
-                        "WHERE n.driver='bridge'").fetchall()
+                        "JOIN vms v ON v.id = e.vm_id WHERE n.driver='bridge'").fetchall()
     names = {tap_name(data_dir, r[0], r[1]) for r in rows}
     active = [r[0] for r in conn.execute(
         "SELECT id FROM vms WHERE state IN ('starting','running','stopping','restarting')")]
@@ -128,3 +128,52 @@ def sweep_taps(conn, data_dir: Path | str) -> list[str]:
     for name in gone:
         delete_link(name)
     return gone
+
+
+# --- the `bridge` network driver (hypr_engine/net/driver.py) -----------------------------------
+
+class BridgeDriver:
+    """A user network's NIC: a virtio-net device on the endpoint's persistent TAP, which is
+    enslaved to the network's bridge. The guest gets a static address, the gateway as its
+    route out (none on an --internal network) and the network's resolver as its DNS."""
+
+    name = "bridge"
+
+    def nic(self, endpoint, layout):
+        from hypr_engine.net.driver import GuestNic, NicPlan, netdev_id, virtio_net_args
+        from hypr_engine.net.store import DEFAULT_MTU
+
+        nid = netdev_id(endpoint.position)
+        net = endpoint.network
+        tap = tap_name(layout.data, endpoint.vm_id, net.id)
+        return NicPlan(
+            netdev_id=nid,
+            purpose=f"network {net.name}",
+            qemu_args=virtio_net_args(nid, f"tap,ifname={tap},script=no,downscript=no", endpoint.mac),
+            guest=GuestNic(endpoint.mac, endpoint.ip, net.prefix, None if net.internal else net.gateway, DEFAULT_MTU),
+            dns=net.gateway,
+        )
+
+    def prepare(self, endpoint, layout) -> None:
+        """Before the VM boots: the network's bridge, rules and resolver, and the endpoint's TAP."""
+        from hypr_engine.net.networks import HostSide
+        from hypr_engine.state.schema import connect
+
+        conn = connect(layout.db)
+        try:
+            HostSide(layout).bring_up(conn, endpoint.network.id)
+        finally:
+            conn.close()
+        ensure_tap(tap_name(layout.data, endpoint.vm_id, endpoint.network.id),
+                   bridge_name(layout.data, endpoint.network.id))
+
+
+def _register() -> None:
+    try:
+        from hypr_engine.net.driver import register
+    except ImportError:   # the driver interface is not there (an older tree)
+        return
+    register("bridge", BridgeDriver)
+
+
+_register()

@@ -37,11 +37,51 @@ ROOT_NEEDED = ("user networks need root: each is a Linux bridge with nftables ru
                "VMs use the `default` network (gvproxy: outbound access and -p publishing, no root needed)")
 
 
+class HostSide:
+    """The kernel objects and the resolver of this data directory's bridge networks.
+    Blocking (run it in a thread); every method is idempotent."""
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+
+    def network_dir(self, network_id: str) -> Path:
+        return self._layout.data / "networks" / network_id
+
+    def bridge_of(self, network_id: str) -> str:
+        return bridge.bridge_name(self._layout.data, network_id)
+
+    def bring_up(self, conn, network_id: str) -> None:
+        """Bridge, firewall rules and resolver of one bridge network: what a host reboot,
+        or a resolver that died, took away comes back."""
+        if os.geteuid() != 0:
+            raise Unavailable(ROOT_NEEDED)
+        row = conn.execute("SELECT subnet, gateway FROM networks WHERE id=?", (network_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no such network: {network_id[:12]}")
+        subnet = ipaddress.IPv4Network(row[0])
+        bridge.ensure_bridge(self.bridge_of(network_id), row[1], subnet.prefixlen)
+        self.apply_rules(conn)
+        resolver.start(self.network_dir(network_id) / "resolver.json", str(self._layout.db), network_id, row[1])
+
+    def tear_down(self, conn, network_id: str) -> None:
+        """Remove the resolver, the bridge and the rules of a network whose row is gone."""
+        resolver.stop(self.network_dir(network_id) / "resolver.json")
+        bridge.delete_link(self.bridge_of(network_id))
+        self.apply_rules(conn)
+        shutil.rmtree(self.network_dir(network_id), ignore_errors=True)
+
+    def apply_rules(self, conn) -> None:
+        rows = conn.execute("SELECT id, subnet, gateway, internal FROM networks WHERE driver='bridge' "
+                            "ORDER BY created_at").fetchall()
+        nft.apply(self._layout.data, [nft.NetRules(self.bridge_of(r[0]), r[1], r[2], bool(r[3])) for r in rows])
+
+
 class NetworkService:
     def __init__(self, db: Database, layout: Layout, vms) -> None:
         self._db = db
         self._layout = layout
         self._vms = vms     # VmService: VM refs are resolved as everywhere else
+        self._host = HostSide(layout)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -122,50 +162,16 @@ class NetworkService:
                         raise AlreadyExists(f"a network named {name!r} already exists") from None
                     raise
                 try:
-                    self._bring_up(conn, network_id)
+                    self._host.bring_up(conn, network_id)
                 except BaseException as failure:
                     try:   # nothing half-created: undo all of it, then report the first failure
                         conn.execute("DELETE FROM networks WHERE id=?", (network_id,))
-                        self._tear_down(conn, network_id)
+                        self._host.tear_down(conn, network_id)
                     except Exception as cleanup:
                         failure.add_note(f"cleaning up after the failure also failed: {cleanup}")
                     raise
             finally:
                 conn.close()
-
-    # --- the host side --------------------------------------------------------------------------
-
-    def network_dir(self, network_id: str) -> Path:
-        return self._layout.data / "networks" / network_id
-
-    def bridge_of(self, network_id: str) -> str:
-        return bridge.bridge_name(self._layout.data, network_id)
-
-    def _bring_up(self, conn, network_id: str) -> None:
-        """Bridge, firewall rules and resolver of one bridge network (idempotent)."""
-        row = conn.execute("SELECT subnet, gateway FROM networks WHERE id=?", (network_id,)).fetchone()
-        subnet = ipaddress.IPv4Network(row[0])
-        bridge.ensure_bridge(self.bridge_of(network_id), row[1], subnet.prefixlen)
-        self._apply_rules(conn)
-        resolver.start(self.network_dir(network_id) / "resolver.json", str(self._layout.db), network_id, row[1])
-
-    def _tear_down(self, conn, network_id: str) -> None:
-        """Remove the resolver, the bridge and the rules of a network whose row is gone or going."""
-        resolver.stop(self.network_dir(network_id) / "resolver.json")
-        bridge.delete_link(self.bridge_of(network_id))
-        self._apply_rules(conn)
-        shutil.rmtree(self.network_dir(network_id), ignore_errors=True)
-
-    def _apply_rules(self, conn) -> None:
-        rows = conn.execute("SELECT id, subnet, gateway, internal FROM networks WHERE driver='bridge' "
-                            "ORDER BY created_at").fetchall()
-        nft.apply(self._layout.data, [nft.NetRules(self.bridge_of(r[0]), r[1], r[2], bool(r[3])) for r in rows])
-
-    async def ensure_up(self, network_id: str) -> None:
-        """Before a VM starts on a bridge network: re-create what a reboot or a crash took away."""
-        if os.geteuid() != 0:
-            raise Unavailable(ROOT_NEEDED)
-        await asyncio.to_thread(self._with_conn, self._bring_up, network_id)
 
     def _with_conn(self, fn, *args):
         from hypr_engine.state.schema import connect
@@ -192,7 +198,7 @@ class NetworkService:
     def _remove_sync(self, conn, info: NetworkInfo) -> None:
         conn.execute("DELETE FROM endpoints WHERE network_id=?", (info.id,))
         conn.execute("DELETE FROM networks WHERE id=?", (info.id,))
-        self._tear_down(conn, info.id)
+        self._host.tear_down(conn, info.id)
         bridge.sweep_taps(conn, self._layout.data)
 
     async def prune(self) -> list[str]:

@@ -2,10 +2,11 @@
 
     python -m hypr_engine.net.resolver DB NETWORK_ID LISTEN_IP READY_FD [--port N] [--upstream IP[:PORT]]
 
-It answers A queries for the names and aliases of the VMs running on the network,
-read from SQLite, and forwards every other query to the host's resolver (the first
-`nameserver` of /etc/resolv.conf). It listens on the network's gateway address,
-UDP and TCP port 53, which only that network's VMs reach.
+It answers A queries for the names and aliases of the running VMs that share a
+network with the asking VM (Docker's rule), read from SQLite, and forwards every
+other query to the host's resolver (the first `nameserver` of /etc/resolv.conf). It
+listens on the network's gateway address, UDP and TCP port 53, which only that
+network's VMs reach.
 
 Like a VM's supervisor it is started in a new session and forks once more, so it
 belongs to no HYPR process and keeps answering while no engine or hyprd runs. It
@@ -79,14 +80,18 @@ def build_reply(query: bytes, question_end: int, rcode: int, addresses: list[str
 # --- the table of names ---------------------------------------------------------------------
 
 class Names:
-    """name -> addresses of the network's running VMs, re-read when the database changed."""
+    """The names of running VMs on this data directory's bridge networks, re-read when the
+    database changed. As with Docker, a VM resolves the names (and network-scoped aliases)
+    of the VMs on *any* network it is on, whichever of its networks the query came in on;
+    the address on the network the query came in on comes first."""
 
     def __init__(self, db_path: str, network_id: str) -> None:
         self.network_id = network_id
         self.conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=5, isolation_level=None)
         self.conn.execute("PRAGMA busy_timeout=5000")
         self.version: int | None = None
-        self.table: dict[str, list[str]] = {}
+        # (vm_id, network_id, ip, names of the endpoint: the VM's name and its aliases there)
+        self.endpoints: list[tuple[str, str, str, set[str]]] = []
         self.network_exists = True
 
     def refresh(self) -> None:
@@ -96,28 +101,37 @@ class Names:
         self.network_exists = self.conn.execute(
             "SELECT 1 FROM networks WHERE id=?", (self.network_id,)).fetchone() is not None
         rows = self.conn.execute(
-            "SELECT v.name, e.ip, e.aliases_json FROM endpoints e JOIN vms v ON v.id = e.vm_id "
-            f"WHERE e.network_id=? AND v.state IN ({','.join('?' * len(RUNNING_STATES))})",
-            (self.network_id, *RUNNING_STATES),
+            "SELECT e.vm_id, v.name, e.network_id, e.ip, e.aliases_json FROM endpoints e "
+            "JOIN vms v ON v.id = e.vm_id JOIN networks n ON n.id = e.network_id "
+            f"WHERE n.driver = 'bridge' AND v.state IN ({','.join('?' * len(RUNNING_STATES))})",
+            RUNNING_STATES,
         ).fetchall()
-        table: dict[str, list[str]] = {}
-        for name, ip, aliases_json in rows:
+        endpoints = []
+        for vm_id, name, network_id, ip, aliases_json in rows:
             try:
                 aliases = json.loads(aliases_json or "[]")
             except ValueError:
                 aliases = []
-            for n in (name, *aliases):
-                if ip and ip not in table.setdefault(n.lower(), []):
-                    table[n.lower()].append(ip)
-        self.table = table
+            endpoints.append((vm_id, network_id, ip, {n.lower() for n in (name, *aliases)}))
+        self.endpoints = endpoints
         self.version = version
 
-    def lookup(self, name: str) -> list[str] | None:
+    def lookup(self, name: str, source_ip: str | None = None) -> list[str] | None:
+        """The addresses of `name` as seen by the VM at `source_ip` on this network; None
+        when the name is none of ours (it is then forwarded)."""
         try:
             self.refresh()
         except sqlite3.Error as exc:
             print(f"resolver: database read failed: {exc}", file=sys.stderr)
-        return self.table.get(name.rstrip(".").lower())
+        name = name.rstrip(".").lower()
+        asker = next((vm for vm, net, ip, _ in self.endpoints if net == self.network_id and ip == source_ip), None)
+        visible = {net for vm, net, _, _ in self.endpoints if vm == asker} if asker else set()
+        visible.add(self.network_id)
+        found = [(net != self.network_id, ip) for _, net, ip, names in self.endpoints
+                 if net in visible and name in names]
+        if not found:
+            return None
+        return list(dict.fromkeys(ip for _, ip in sorted(found)))
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -138,12 +152,12 @@ class Resolver:
         self.names = names
         self.upstream = upstream
 
-    async def answer(self, query: bytes) -> bytes | None:
+    async def answer(self, query: bytes, source_ip: str | None = None) -> bytes | None:
         q = parse_question(query)
         if q is None:
             return None
         _, _, name, qtype, end = q
-        addresses = self.names.lookup(name)
+        addresses = self.names.lookup(name, source_ip)
         if addresses is not None:
             # A name of ours: its A records; any other type gets an empty NOERROR answer,
             # so a client asking AAAA does not wait on the upstream resolver for nothing.
@@ -183,16 +197,17 @@ class UdpServer(asyncio.DatagramProtocol):
         asyncio.ensure_future(self._reply(data, addr))
 
     async def _reply(self, data: bytes, addr) -> None:
-        reply = await self.resolver.answer(data)
+        reply = await self.resolver.answer(data, addr[0])
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
 
 async def serve_tcp(resolver: Resolver, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    peer = (writer.get_extra_info("peername") or (None,))[0]
     try:
         while True:
             size = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 30))[0]
-            reply = await resolver.answer(await asyncio.wait_for(reader.readexactly(size), 30))
+            reply = await resolver.answer(await asyncio.wait_for(reader.readexactly(size), 30), peer)
             if reply is None:
                 break
             writer.write(struct.pack("!H", len(reply)) + reply)
