@@ -22,6 +22,7 @@ packages=(
   skopeo umoci           # independent OCI tools the tests compare against
   tmux                   # terminal tests
   mmdebstrap uidmap      # the real Debian test image (uidmap: its unshare mode, when not root)
+  iproute2 nftables util-linux   # user networks: bridges and TAPs (ip), their rules (nft); setpriv in tests
 )
 missing=()
 for p in "${packages[@]}"; do
