@@ -50,7 +50,8 @@ def _fetch(home, vm: str, target: str, port: int = 80) -> str:
 def _fetch_from_host(url: str) -> str:
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=10) as r:
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # never a proxy from the environment
+    with direct.open(url, timeout=10) as r:
         return r.read().decode().strip()
 
 
