@@ -516,6 +516,10 @@ class VmService:
         shutil.rmtree(self._layout.vm_dir(vm_id), ignore_errors=True)
         await self._db.execute("DELETE FROM vms WHERE id=?", (vm_id,))
         self._lock_path(vm_id).unlink(missing_ok=True)
+        # user networks: the VM's TAPs go with it (its endpoints went with the row)
+        from hypr_engine.net.bridge import sweep_data_dir
+
+        await asyncio.to_thread(sweep_data_dir, self._layout.db, self._layout.data)
 
     # --- observe -------------------------------------------------------------------------------
 

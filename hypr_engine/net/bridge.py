@@ -130,6 +130,21 @@ def sweep_taps(conn, data_dir: Path | str) -> list[str]:
     return gone
 
 
+def sweep_data_dir(db_path: Path | str, data_dir: Path | str) -> list[str]:
+    """`sweep_taps` for callers without a connection (VM removal, the supervisor's --rm).
+    Nothing to do, and no database opened, when the data directory has no TAP at all."""
+    if not links_with_prefix(TAP_PREFIX + dir_tag(data_dir)):
+        return []
+    import sqlite3
+
+    conn = sqlite3.connect(db_path, timeout=10)
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        return sweep_taps(conn, data_dir)
+    finally:
+        conn.close()
+
+
 # --- the `bridge` network driver (hypr_engine/net/driver.py) -----------------------------------
 
 class BridgeDriver:
