@@ -4,9 +4,9 @@ VMs to them or disconnect them.
 A user network (driver `bridge`) is, on the host: a row in `networks`, a Linux bridge
 holding the gateway address (bridge.py), its rules in the data directory's nftables
 table (nft.py) and its DNS resolver process (resolver.py). `create` makes all four or,
-on any failure, none; `rm` removes all four and is idempotent. `ensure_up` re-creates
-whatever of the host side is missing (after a host reboot, or a resolver that died),
-and runs before every VM start on the network.
+on any failure, none; `rm` removes all four and is idempotent. `HostSide.bring_up`
+re-creates whatever of the host side is missing (after a host reboot, or a resolver
+that died); the bridge driver runs it before every VM start on the network.
 
 `default` is the gvproxy network every VM gets unless told otherwise; it needs no root,
 and cannot be removed. User networks need root: bridges and nftables are root's.
@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from hypr_engine.errors import AlreadyExists, Conflict, HyprError, InvalidArgument, NotFound, Unavailable
+from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from hypr_engine.models import EndpointInfo, NetworkInfo
 from hypr_engine.net import bridge, nft, pool, resolver
 from hypr_engine.paths import Layout
@@ -208,8 +208,8 @@ class NetworkService:
             if info.driver == "bridge" and not info.endpoints:
                 try:
                     removed.append(await self.remove(info.id))
-                except NotFound:
-                    pass   # another engine removed it meanwhile
+                except (NotFound, Conflict):
+                    pass   # another engine removed it, or connected a VM, meanwhile
         return removed
 
     # --- connect / disconnect ---------------------------------------------------------------------
@@ -249,8 +249,3 @@ class NetworkService:
 
         await asyncio.to_thread(self._with_conn, detach)
         return await self.get(info.id), vm.state in ACTIVE
-
-    async def sweep(self) -> None:
-        """After a VM's removal: its TAPs go (the endpoints went with the VM's row)."""
-        if os.geteuid() == 0:
-            await asyncio.to_thread(self._with_conn, lambda conn: bridge.sweep_taps(conn, self._layout.data))
