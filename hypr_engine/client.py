@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hypr_engine.logfile import LogRecord
     from hypr_engine.logview import Page, Positioned
     from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+    from hypr_engine.net.ports import PortBinding
 
 
 class ExecHandle(Protocol):
@@ -85,6 +86,7 @@ class Transport(Protocol):
                until_time: float | None = None, follow: bool = True,
                filters: Iterable[tuple[str, str]] = ()) -> "AsyncIterator[Event | Gap]": ...
     async def system_info(self) -> dict: ...
+    async def vm_ports(self, ref: str) -> "list[PortBinding]": ...
 
 
 def daemon_socket(layout: Layout) -> Path:
@@ -228,6 +230,10 @@ class HyprClient:
 
     async def stats(self, refs: list[str], *, all: bool = False) -> list[dict]:
         return await self._transport.stats(refs, all=all)
+
+    async def vm_ports(self, ref: str) -> "list[PortBinding]":
+        """A VM's published ports as they are in place now (`hypr port`)."""
+        return await self._transport.vm_ports(ref)
 
     # --- events and the system --------------------------------------------------------------
 

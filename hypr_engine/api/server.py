@@ -424,4 +424,6 @@ def install(server, state: DaemonState) -> None:
 
 
 def services(state: DaemonState) -> list:
-    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state)]
+    from hypr_engine.api.net_server import NetService
+
+    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state), NetService(state)]
