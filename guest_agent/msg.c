@@ -168,6 +168,7 @@ static const struct fspec config_spec[] = {
 	F(16, FT_U32, struct boot_config, health_timeout_ms),
 	F(17, FT_U32, struct boot_config, health_retries),
 	F(18, FT_U32, struct boot_config, health_start_period_ms),
+	F(25, FT_STRV, struct boot_config, nics),
 };
 
 static const struct fspec hello_spec[] = {

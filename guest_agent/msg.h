@@ -39,6 +39,7 @@ struct boot_config {
 	uint32_t health_timeout_ms;       /* 16; 0: the default (30 s) */
 	uint32_t health_retries;          /* 17; 0: the default (3) */
 	uint32_t health_start_period_ms;  /* 18 */
+	struct strv nics;         /* 25; "MAC ADDR/PREFIX GATEWAY MTU" each (netcfg.h) */
 };
 
 struct hello_req {

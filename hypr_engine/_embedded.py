@@ -221,6 +221,9 @@ class EmbeddedTransport:
     async def get_vm(self, ref: str) -> VmInfo:
         return await self.engine.vms.get(ref)
 
+    async def vm_ports(self, ref: str) -> list:
+        return await self.engine.vms.ports(ref)
+
     async def inspect_vm(self, ref: str) -> VmDetails:
         vm = await self.engine.vms.get(ref)
         sup = self.engine.vms._supervisor_file(vm.id)

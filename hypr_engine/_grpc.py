@@ -78,6 +78,7 @@ class GrpcTransport:
         self._system = pb.SystemStub(channel, metadata=self._metadata)
         self._events = pb.EventsStub(channel, metadata=self._metadata)
         self._networks = pb.NetworksStub(channel, metadata=self._metadata)
+        self._net = pb.NetStub(channel, metadata=self._metadata)
 
     @classmethod
     async def connect(cls, socket_path: Path, *, timeout: float = HELLO_TIMEOUT) -> "GrpcTransport":
@@ -137,6 +138,14 @@ class GrpcTransport:
             raise convert.error_from_grpc(exc) from None
         except _CONNECTION_ERRORS as exc:
             raise _lost(self.socket_path, exc) from None
+
+    # --- networking -----------------------------------------------------------------------------
+
+    async def vm_ports(self, ref: str) -> list:
+        from hypr_engine.api.net_server import binding_from_pb
+
+        reply = await self._unary(self._net.ports, pb.VmRef(ref=ref), QUICK)
+        return [binding_from_pb(p) for p in reply.ports]
 
     # --- images ---------------------------------------------------------------------------------
 

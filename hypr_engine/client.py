@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hypr_engine.logview import Page, Positioned
     from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
     from hypr_engine.models import NetworkInfo
+    from hypr_engine.net.ports import PortBinding
 
 
 class ExecHandle(Protocol):
@@ -95,6 +96,7 @@ class Transport(Protocol):
     async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
                               ip: str | None = None) -> "tuple[NetworkInfo, bool]": ...
     async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]": ...
+    async def vm_ports(self, ref: str) -> "list[PortBinding]": ...
 
 
 def daemon_socket(layout: Layout) -> Path:
@@ -238,6 +240,10 @@ class HyprClient:
 
     async def stats(self, refs: list[str], *, all: bool = False) -> list[dict]:
         return await self._transport.stats(refs, all=all)
+
+    async def vm_ports(self, ref: str) -> "list[PortBinding]":
+        """A VM's published ports as they are in place now (`hypr port`)."""
+        return await self._transport.vm_ports(ref)
 
     # --- events and the system --------------------------------------------------------------
 

@@ -37,6 +37,11 @@ class VmSpec:
     health_retries: int | None = None
     health_start_period: str | None = None
     no_healthcheck: bool = False
+    # Networks (hypr_engine/net/): each {"name": NAME, "aliases": [...], "ip": IP or None}, in
+    # interface order; empty: the `default` network; [{"name": "none"}]: no NIC, only lo.
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)   # -p values as given ([IP:][HOST:]GUEST[/PROTO])
+    publish_all: bool = False                          # -P: every EXPOSEd port on a random host port
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +71,7 @@ class VmInfo:
     restart_count: int = 0
     health: dict[str, Any] | None = None   # {Status, FailingStreak, Log}; None without a check
     health_config: dict[str, Any] | None = None   # the check kestrel runs (argv, interval_ms, ...)
+    network_settings: dict[str, Any] = field(default_factory=dict)   # Docker's NetworkSettings: Networks, Ports
 
     @property
     def short_id(self) -> str:

@@ -43,12 +43,17 @@ from hypr_engine.crash import crash_point
 from hypr_engine.images import ImageService
 from hypr_engine.logfile import LogRecord, parse_line, read_plan, read_records, rotated
 from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
+from hypr_engine.net import guestfiles
+from hypr_engine.net import ports as netports
+from hypr_engine.net.gvproxy_driver import paths_of
+from hypr_engine.net.service import NetService, attachments_of
 from hypr_engine.paths import Layout
 from hypr_engine.proc import ProcessRef
 from hypr_engine.state.db import Database
 from hypr_engine.state.machine import ACTIVE_STATES, VmState, guarded_update_sql
 from hypr_engine.vmm import probe
 from hypr_engine.vmm.bootcfg import BootConfig, write_initrd
+from hypr_engine.vmm.devices import MICROVM_ACPI_SLOTS, MICROVM_SLOTS, Device
 from hypr_engine.vmm.qemu import VmLaunch, build_argv, device_plan
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -66,6 +71,7 @@ class VmService:
         self._db = db
         self._layout = layout
         self._images = images
+        self._net = NetService(layout)
 
     # --- lookup -------------------------------------------------------------------
 
@@ -94,6 +100,7 @@ class VmService:
         info = await self._reconcile(self._info(row))
         if info is None:
             raise NotFound(f"no such VM: {ref}")
+        info.network_settings = await asyncio.to_thread(self._net.network_settings, info.id)
         return info
 
     def _info(self, row) -> VmInfo:
@@ -152,6 +159,7 @@ class VmService:
             if info.auto_remove and exit_info.get("exit_code") is not None and exit_info.get("error") is None:
                 await self._delete(info.id)
                 return None
+            await asyncio.to_thread(self._net.release, info.id)  # its supervisor could not close them
             guard, params = guarded_update_sql(VmState.EXITED)
             await self._db.execute(
                 f"UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=? WHERE id=? AND {guard}",
@@ -222,21 +230,37 @@ class VmService:
             raise InvalidArgument(
                 f"invalid VM name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
             )
+        # Networks and ports: everything that can be refused is refused before the VM exists.
+        attachments = attachments_of(spec.networks)
+        exposed = list(((image.config.get("config") or {}).get("ExposedPorts") or {}).keys())
+        requests = netports.parse_all(spec.publish, exposed, spec.publish_all)
+        resolved = await asyncio.to_thread(self._net.check_create, attachments, requests)
+        _check_nic_budget(len(resolved), spec)
         vm_id = os.urandom(32).hex()
         spec_json = spec.to_json() | {"_argv": argv, "_health": dataclasses.asdict(healthcheck) if healthcheck else None}
         try:
-            await self._db.execute(
+            # the row and its endpoints (addresses) in one transaction
+            await asyncio.to_thread(
+                self._net.insert_vm,
                 "INSERT INTO vms (id, name, image_id, image_ref, spec_json, state, created_at, auto_remove, stages_json) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 (vm_id, name, image.id, _familiar(ref), json.dumps(spec_json), VmState.CREATED.value,
                  time.time(), int(spec.auto_remove), json.dumps(stages)),
+                vm_id, resolved,
             )
-        except Exception as exc:  # sqlite3.IntegrityError through aiosqlite
+        except HyprError:
+            raise
+        except Exception as exc:  # sqlite3.IntegrityError
             if "UNIQUE" in str(exc):
                 raise AlreadyExists(f"the name {name!r} is already in use by another VM") from None
             raise
         crash_point("create.after_insert")
         return await self.get(vm_id)
+
+    async def ports(self, ref: str) -> list[netports.PortBinding]:
+        """The VM's forwards in place (none unless it runs: they close when it ends)."""
+        info = await self.get(ref)
+        return await asyncio.to_thread(self._net.bindings, info.id)
 
     async def _free_name(self) -> str:
         for _ in range(100):
@@ -307,6 +331,10 @@ class VmService:
         if upper is not None and not upper.exists():
             await _make_ext4(upper, UPPER_DISK_BYTES)
         config = image.config.get("config") or {}
+        endpoints = await asyncio.to_thread(self._net.endpoints, info.id)
+        nics = self._net.nics(endpoints)
+        await asyncio.to_thread(self._net.prepare, endpoints)      # e.g. this data dir's gvproxy is up
+        hostname = spec.hostname or info.id[:12]
         boot = BootConfig(
             vm_id=info.id,
             argv=info.command,
@@ -316,7 +344,9 @@ class VmService:
             workdir=spec.workdir or config.get("WorkingDir") or None,
             user=spec.user if spec.user is not None else (config.get("User") or None),
             stop_signal=spec.stop_signal or parse_signal(config.get("StopSignal") or "SIGTERM"),
-            hosts=_hosts_file(spec.hostname or info.id[:12]),
+            hosts=guestfiles.hosts_file(hostname, info.name, endpoints),
+            resolv=guestfiles.resolv_conf(endpoints, nics),
+            nics=[nic.guest.encode() for nic in nics],
             attach_wait_ms=30000 if (spec.interactive or spec.tty) else None,
             health=health.HealthConfig(**info.health_config) if info.health_config else None,
         )
@@ -337,6 +367,10 @@ class VmService:
             **artifacts.launch_options(),
         )
         plan = device_plan(launch)
+        for nic in nics:  # one slot each, in interface order; too many is an error before boot
+            plan.add(Device("net", nic.purpose, nic.qemu_args))
+        requests = netports.parse_all(spec.publish, list((config.get("ExposedPorts") or {}).keys()), spec.publish_all)
+        bindings = await asyncio.to_thread(self._net.publish, info.id, requests, endpoints)
         (vm_dir / "console.log").write_bytes(b"")
         (vm_dir / "health.json").unlink(missing_ok=True)
         (vm_dir / "launch.json").write_text(json.dumps({
@@ -354,9 +388,18 @@ class VmService:
             "log": spec.log_opts,
             "accel": accel.value,
             "devices": [d.purpose for d in plan.devices],
+            # descriptors the supervisor obtains before each QEMU spawn ({fd:ID} in argv)
+            "nics": [{"netdev": n.netdev_id, "fd_source": n.fd_source} for n in nics if n.fd_source],
+            # forwards the supervisor closes when the VM ends for good
+            "ports": [b.to_json() for b in bindings],
+            "gvproxy": paths_of(self._layout).to_json(),
         }, indent=1))
         await self._db.execute("UPDATE vms SET stages_json=? WHERE id=?", (json.dumps(stages), info.id))
-        await self._spawn_supervisor(vm_dir)
+        try:
+            await self._spawn_supervisor(vm_dir)
+        except BaseException:
+            await asyncio.to_thread(self._net.release, info.id)
+            raise
 
     async def _spawn_supervisor(self, vm_dir: Path) -> None:
         read_fd, write_fd = os.pipe()
@@ -512,6 +555,7 @@ class VmService:
 
     async def _delete(self, vm_id: str) -> None:
         """Remove everything of a VM; safe to repeat and safe on half-created VMs."""
+        await asyncio.to_thread(self._net.release, vm_id)   # its forwards (rm -f kills the supervisor)
         shutil.rmtree(self._layout.vm_runtime_dir(vm_id), ignore_errors=True)
         shutil.rmtree(self._layout.vm_dir(vm_id), ignore_errors=True)
         await self._db.execute("DELETE FROM vms WHERE id=?", (vm_id,))
@@ -851,12 +895,17 @@ async def _make_ext4(path: Path, size: int) -> None:
     tmp.replace(path)
 
 
-def _hosts_file(hostname: str) -> str:
-    return (
-        "127.0.0.1\tlocalhost\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"127.0.1.1\t{hostname}\n"
-    )
+def _check_nic_budget(nic_count: int, spec: VmSpec) -> None:
+    """More interfaces than the device plan allows is refused at create, not at boot."""
+    try:
+        acpi = probe.find_guest_artifacts().launch_options().get("acpi", False)
+    except HyprError:
+        return  # no kernel yet: the boot's device plan says it then
+    slots = MICROVM_ACPI_SLOTS if acpi else MICROVM_SLOTS
+    base = 3 + (0 if spec.auto_remove else 1)   # root, serial, rng, writable layer
+    if base + nic_count > slots:
+        raise InvalidArgument(f"too many networks: {nic_count} interfaces and {base} other devices exceed the "
+                              f"{slots} device slots of a microVM")
 
 
 def _familiar(ref: str) -> str:

@@ -63,6 +63,16 @@ VM_CREATE_ARGS = (
     arg("--health-start-period", help="failures in this start period do not count (e.g. 10s)"),
     arg("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK"),
     arg("--log-opt", action="append", default=[], metavar="KEY=VALUE", help="max-size=10m, max-file=3"),
+    # networking (hypr_tui/net_cli.py turns these into VmSpec.networks / publish)
+    arg("--network", "--net", action="append", default=[], metavar="NETWORK",
+        help="connect to a network (repeatable; default: 'default'; 'none': no network); "
+             "long form name=NET,alias=A,ip=IP"),
+    arg("--network-alias", action="append", default=[], metavar="ALIAS",
+        help="another name of the VM on the first --network"),
+    arg("--ip", help="IPv4 address on the first --network (default: the lowest free one)"),
+    arg("-p", "--publish", action="append", default=[], metavar="[IP:][HOSTPORT:]GUESTPORT[/PROTO]",
+        help="publish a guest port on the host (ranges A-B; default host address 0.0.0.0)"),
+    arg("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port on a random host port"),
     arg("image", metavar="IMAGE"),
     arg("cmd", nargs="...", metavar="COMMAND", help="command and arguments"),
 )
@@ -140,6 +150,9 @@ ACTIONS: tuple[Action, ...] = (
             arg("--since", help="first replay events since a time (RFC 3339, unix seconds, or 10m / 2h ago)"),
             arg("--until", help="stop at a time (same forms); without it, follow until interrupted"),
             arg("--format", choices=["table", "json"], default="table"))),
+    Action("port", "list a VM's published ports, or the host address of one", "net_cli:cmd_port",
+           (arg("vm", metavar="VM"), arg("private_port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")),
+           target="vm", key="P"),
     Action("system info", "engine, accelerator, kernel, initramfs, and why", "cmd_system_info",
            (arg("--format", choices=["table", "json"], default="table"),)),
     # --- networks (hypr_tui/network_cli.py) ---

@@ -350,7 +350,14 @@ def _spec_from_args(args):
         health_cmd=args.health_cmd, health_interval=args.health_interval, health_timeout=args.health_timeout,
         health_retries=args.health_retries, health_start_period=args.health_start_period,
         no_healthcheck=args.no_healthcheck,
+        **_net_fields(args),
     )
+
+
+def _net_fields(args) -> dict:
+    from hypr_tui.net_cli import spec_network_fields
+
+    return spec_network_fields(args)
 
 
 def _key_value(item: str, what: str) -> tuple[str, str]:

@@ -110,7 +110,10 @@ def vm_inspect(vm) -> dict[str, Any]:
             "RestartPolicy": {"Name": vm.spec.restart.partition(":")[0],
                               "MaximumRetryCount": int(vm.spec.restart.partition(":")[2] or 0)},
             "LogConfig": {"Type": "hypr-log", "Config": vm.spec.log_opts},
+            "NetworkMode": ",".join(n.get("name", "") for n in vm.spec.networks) or "default",
+            "PortBindings": vm.spec.publish, "PublishAllPorts": vm.spec.publish_all,
         },
+        "NetworkSettings": vm.network_settings,
         # seconds from the request to each boot stage
         "BootStages": {k: round(v - base, 4) for k, v in sorted(vm.stages.items(), key=lambda kv: kv[1])},
     }

@@ -424,7 +424,8 @@ def install(server, state: DaemonState) -> None:
 
 
 def services(state: DaemonState) -> list:
+    from hypr_engine.api.net_server import NetService
     from hypr_engine.api.networks import NetworksService
 
-    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state),
+    return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state), NetService(state),
             NetworksService(state)]

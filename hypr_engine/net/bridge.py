@@ -147,6 +147,9 @@ def sweep_data_dir(db_path: Path | str, data_dir: Path | str) -> list[str]:
 
 # --- the `bridge` network driver (hypr_engine/net/driver.py) -----------------------------------
 
+from hypr_engine.net.driver import register  # noqa: E402  (driver.py imports this module lazily)
+
+
 class BridgeDriver:
     """A user network's NIC: a virtio-net device on the endpoint's persistent TAP, which is
     enslaved to the network's bridge. The guest gets a static address, the gateway as its
@@ -183,12 +186,4 @@ class BridgeDriver:
                    bridge_name(layout.data, endpoint.network.id))
 
 
-def _register() -> None:
-    try:
-        from hypr_engine.net.driver import register
-    except ImportError:   # the driver interface is not there (an older tree)
-        return
-    register("bridge", BridgeDriver)
-
-
-_register()
+register("bridge", BridgeDriver)

@@ -35,6 +35,7 @@ class BootTag(enum.IntEnum):
     HEALTH_TIMEOUT_MS = 16
     HEALTH_RETRIES = 17
     HEALTH_START_PERIOD_MS = 18
+    NIC = 25            # repeated, one per interface in order: "MAC ADDR/PREFIX GATEWAY|- MTU"
 
 
 @dataclass
@@ -53,6 +54,7 @@ class BootConfig:
     attach_wait_ms: int | None = None
     tmpfs_size_mb: int | None = None
     health: "HealthConfig | None" = None
+    nics: list[str] = field(default_factory=list)   # GuestNic.encode() of each NIC (hypr_engine/net/driver.py)
 
     def encode(self) -> bytes:
         f: list[tuple[int, bytes | str | int | None]] = [(BootTag.VM_ID, self.vm_id)]
@@ -83,6 +85,7 @@ class BootConfig:
                 (BootTag.HEALTH_RETRIES, self.health.retries),
                 (BootTag.HEALTH_START_PERIOD_MS, self.health.start_period_ms),
             ]
+        f += [(BootTag.NIC, nic) for nic in self.nics]
         return encode_fields(f)
 
 

@@ -32,6 +32,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from hypr_tui.actions import ACTIONS, Action, by_name
+from hypr_tui.tui.net_actions import NetActions
 from hypr_tui.tui.registry import palette_entries
 from hypr_tui.tui.screens.exec import ExecScreen
 from hypr_tui.tui.screens.logs import LogsScreen
@@ -81,7 +82,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class HyprApp(NetworkActions, App[None]):
+class HyprApp(NetActions, NetworkActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hypr"
     BINDINGS = [
