@@ -41,9 +41,10 @@ def _idle(home, name: str, *networks: str) -> None:
 
 def _fetch(home, vm: str, target: str, port: int = 80) -> str:
     """What `wget http://target:port/` prints inside `vm`, or FAIL and why."""
-    proc = home.run("exec", vm, "wget", "-qO-", "-T", "4", f"http://{target}:{port}/", timeout=60)
+    # `timeout`, not wget's own -T: Debian's busybox 1.35 wget crashes with -T
+    proc = home.run("exec", vm, "timeout", "5", "wget", "-qO-", f"http://{target}:{port}/", timeout=60)
     if proc.returncode != 0:
-        return "FAIL " + proc.stderr.decode(errors="replace").strip()
+        return f"FAIL {proc.returncode} " + proc.stderr.decode(errors="replace").strip()
     return proc.stdout.decode().strip()
 
 
@@ -149,14 +150,23 @@ def test_isolation_and_internal_against_positive_controls(hypr_home, busybox):
         subprocess.run(["ip", "link", "del", dummy], check=False)
 
 
+def _free_subnet() -> ipaddress.IPv4Network:
+    """A /24 no route or address of the host uses (parallel runs make their own networks)."""
+    from hypr_engine.net import pool
+
+    taken = [("route", r) for r in bridge.host_routes()]
+    return pool.pick_free(taken, ipaddress.IPv4Network("10.238.0.0/16"))
+
+
 def test_a_vm_on_two_networks_reaches_both_and_a_custom_subnet_is_honoured(hypr_home, busybox):
-    hypr_home.run("network", "create", "--subnet", "10.238.7.0/24", "front", check=True)
+    subnet = _free_subnet()
+    hypr_home.run("network", "create", "--subnet", str(subnet), "front", check=True)
     hypr_home.run("network", "create", "back", check=True)
     _serve(hypr_home, "f1", "front")
     _serve(hypr_home, "k1", "back")
     _idle(hypr_home, "both", "front", "back")
     address = _ip(hypr_home, "both", "front")
-    assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network("10.238.7.0/24")
+    assert ipaddress.IPv4Address(address) in subnet
     assert f"inet {address}/24" in hypr_home.out("exec", "both", "ip", "-4", "addr")
     assert _fetch(hypr_home, "both", "f1") == "served-by-f1"
     assert _fetch(hypr_home, "both", "k1") == "served-by-k1"
