@@ -304,6 +304,49 @@ class GrpcTransport:
                               "started_at": d.started_at, "uptime_s": d.uptime_s, "socket": d.socket}
         return info
 
+    # --- networks ------------------------------------------------------------------------------
+
+    async def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                             internal: bool = False, labels: dict[str, str] | None = None) -> "NetworkInfo":
+        from hypr_engine.api.networks import network_from_pb
+
+        request = pb.CreateNetworkRequest(name=name, subnet=subnet, gateway=gateway, internal=internal,
+                                          labels=dict(labels or {}))
+        return network_from_pb(await self._unary(self._networks.create, request, "networks"))
+
+    async def list_networks(self) -> "list[NetworkInfo]":
+        from hypr_engine.api.networks import network_from_pb
+
+        reply = await self._unary(self._networks.list, pb.ListNetworksRequest(), "networks")
+        return [network_from_pb(n) for n in reply.networks]
+
+    async def get_network(self, ref: str) -> "NetworkInfo":
+        from hypr_engine.api.networks import network_from_pb
+
+        return network_from_pb(await self._unary(self._networks.inspect, pb.NetworkRef(ref=ref), "networks"))
+
+    async def remove_network(self, ref: str, *, force: bool = False) -> str:
+        request = pb.RemoveNetworkRequest(ref=ref, force=force)
+        return (await self._unary(self._networks.remove, request, "networks")).name
+
+    async def prune_networks(self) -> list[str]:
+        return list((await self._unary(self._networks.prune, pb.PruneNetworksRequest(), "networks")).removed)
+
+    async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
+                              ip: str | None = None) -> "tuple[NetworkInfo, bool]":
+        from hypr_engine.api.networks import network_from_pb
+
+        request = pb.ConnectNetworkRequest(network=network, vm=vm, aliases=list(aliases), ip=ip)
+        reply = await self._unary(self._networks.connect, request, "networks")
+        return network_from_pb(reply.network), reply.at_next_start
+
+    async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]":
+        from hypr_engine.api.networks import network_from_pb
+
+        request = pb.DisconnectNetworkRequest(network=network, vm=vm)
+        reply = await self._unary(self._networks.disconnect, request, "networks")
+        return network_from_pb(reply.network), reply.at_next_start
+
 
 def _positioned(message: pb.PositionedRecord) -> Positioned:
     return Positioned(message.offset, message.index, convert.record_from_pb(message.record or pb.LogRecord()))
@@ -448,46 +491,3 @@ class GrpcExec:
                 await asyncio.wait_for(self._task, 5)
             except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
                 pass
-
-    # --- networks ------------------------------------------------------------------------------
-
-    async def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
-                             internal: bool = False, labels: dict[str, str] | None = None) -> "NetworkInfo":
-        from hypr_engine.api.networks import network_from_pb
-
-        request = pb.CreateNetworkRequest(name=name, subnet=subnet, gateway=gateway, internal=internal,
-                                          labels=dict(labels or {}))
-        return network_from_pb(await self._unary(self._networks.create, request, "networks"))
-
-    async def list_networks(self) -> "list[NetworkInfo]":
-        from hypr_engine.api.networks import network_from_pb
-
-        reply = await self._unary(self._networks.list, pb.ListNetworksRequest(), "networks")
-        return [network_from_pb(n) for n in reply.networks]
-
-    async def get_network(self, ref: str) -> "NetworkInfo":
-        from hypr_engine.api.networks import network_from_pb
-
-        return network_from_pb(await self._unary(self._networks.inspect, pb.NetworkRef(ref=ref), "networks"))
-
-    async def remove_network(self, ref: str, *, force: bool = False) -> str:
-        request = pb.RemoveNetworkRequest(ref=ref, force=force)
-        return (await self._unary(self._networks.remove, request, "networks")).name
-
-    async def prune_networks(self) -> list[str]:
-        return list((await self._unary(self._networks.prune, pb.PruneNetworksRequest(), "networks")).removed)
-
-    async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
-                              ip: str | None = None) -> "tuple[NetworkInfo, bool]":
-        from hypr_engine.api.networks import network_from_pb
-
-        request = pb.ConnectNetworkRequest(network=network, vm=vm, aliases=list(aliases), ip=ip)
-        reply = await self._unary(self._networks.connect, request, "networks")
-        return network_from_pb(reply.network), reply.at_next_start
-
-    async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]":
-        from hypr_engine.api.networks import network_from_pb
-
-        request = pb.DisconnectNetworkRequest(network=network, vm=vm)
-        reply = await self._unary(self._networks.disconnect, request, "networks")
-        return network_from_pb(reply.network), reply.at_next_start

@@ -134,12 +134,14 @@ def test_isolation_and_internal_against_positive_controls(hypr_home, busybox):
 
     # internal: i2 reaches its peer i1 by name, but not a host address that a1 reaches
     assert _fetch(hypr_home, "i2", "i1") == "served-by-i1"
-    dummy = f"hyd{bridge.dir_tag(hypr_home.data)}{uuid.uuid4().hex[:6]}"
-    address = "10.237.%d.1" % (os.getpid() % 250)
-    subprocess.run(["ip", "link", "add", dummy, "type", "dummy"], check=True)
+    # a host address on an interface of the test's own (a veth pair: this kernel has no dummy)
+    end = f"hyd{bridge.dir_tag(hypr_home.data)}{uuid.uuid4().hex[:5]}"   # and end + "p": 15 bytes
+    address = str(_free_subnet().network_address + 1)
+    subprocess.run(["ip", "link", "add", end, "type", "veth", "peer", "name", end + "p"], check=True)
     try:
-        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", dummy], check=True)
-        subprocess.run(["ip", "link", "set", dummy, "up"], check=True)
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", end], check=True)
+        for name in (end, end + "p"):
+            subprocess.run(["ip", "link", "set", name, "up"], check=True)
         listener = HostListener(address)
         try:
             assert _fetch(hypr_home, "a1", address, 8099) == "host-listener"
@@ -147,7 +149,7 @@ def test_isolation_and_internal_against_positive_controls(hypr_home, busybox):
         finally:
             listener.close()
     finally:
-        subprocess.run(["ip", "link", "del", dummy], check=False)
+        subprocess.run(["ip", "link", "del", end], check=False)
 
 
 def _free_subnet() -> ipaddress.IPv4Network:
