@@ -25,13 +25,12 @@ from pathlib import Path
 
 from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from hypr_engine.models import EndpointInfo, NetworkInfo
-from hypr_engine.net import bridge, nft, pool, resolver
+from hypr_engine.net import bridge, nft, pool, resolver, store
 from hypr_engine.paths import Layout
 from hypr_engine.state.db import Database
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
-DEFAULT_NETWORK = "default"
-RESERVED_NAMES = {DEFAULT_NETWORK, "host", "none", "bridge"}
+RESERVED_NAMES = {store.DEFAULT_NETWORK, store.NONE_NETWORK, "host", "bridge"}
 ACTIVE = ("starting", "running", "stopping", "restarting")
 ROOT_NEEDED = ("user networks need root: each is a Linux bridge with nftables rules. Without root, "
                "VMs use the `default` network (gvproxy: outbound access and -p publishing, no root needed)")
@@ -90,15 +89,9 @@ class NetworkService:
         return [await self._info(r) for r in rows]
 
     async def get(self, ref: str) -> NetworkInfo:
-        row = await self._db.fetchone("SELECT * FROM networks WHERE name=? OR id=?", (ref, ref))
-        if row is None and len(ref) >= 3 and re.fullmatch(r"[0-9a-f]+", ref):
-            rows = await self._db.fetchall("SELECT * FROM networks WHERE id LIKE ?", (ref + "%",))
-            if len(rows) > 1:
-                raise InvalidArgument(f"network id prefix {ref!r} is ambiguous")
-            row = rows[0] if rows else None
-        if row is None:
-            raise NotFound(f"no such network: {ref}")
-        return await self._info(row)
+        """By exact name, exact id or unique id prefix."""
+        net = await asyncio.to_thread(self._with_conn, store.get_network, ref)
+        return await self._info(await self._db.fetchone("SELECT * FROM networks WHERE id=?", (net.id,)))
 
     async def _info(self, row) -> NetworkInfo:
         eps = await self._db.fetchall(
@@ -129,12 +122,11 @@ class NetworkService:
             raise AlreadyExists(f"a network named {name!r} already exists")
         if os.geteuid() != 0:
             raise Unavailable(ROOT_NEEDED)
-        network_id = os.urandom(32).hex()
-        await asyncio.to_thread(self._create_locked, network_id, name, requested, gw, internal, labels or {})
+        network_id = await asyncio.to_thread(self._create_locked, name, requested, gw, internal, labels or {})
         return await self.get(network_id)
 
-    def _create_locked(self, network_id: str, name: str, requested: ipaddress.IPv4Network | None,
-                       gw: ipaddress.IPv4Address | None, internal: bool, labels: dict[str, str]) -> None:
+    def _create_locked(self, name: str, requested: ipaddress.IPv4Network | None,
+                       gw: ipaddress.IPv4Address | None, internal: bool, labels: dict[str, str]) -> str:
         """Choose the subnet and make the bridge under the host-wide lock (another engine
         choosing at the same time sees this bridge's route); undo everything on failure."""
         from hypr_engine.state.schema import connect
@@ -150,17 +142,8 @@ class NetworkService:
                 else:
                     pool.check_free(requested, taken)
                     subnet, gateway = requested, gw
-                try:
-                    conn.execute(
-                        "INSERT INTO networks (id, name, driver, subnet, gateway, internal, labels_json, created_at) "
-                        "VALUES (?,?,?,?,?,?,?,?)",
-                        (network_id, name, "bridge", str(subnet), str(gateway), int(internal),
-                         json.dumps(labels), time.time()))
-                    conn.commit()
-                except Exception as exc:
-                    if "UNIQUE" in str(exc):
-                        raise AlreadyExists(f"a network named {name!r} already exists") from None
-                    raise
+                network_id = store.insert_network(conn, name, "bridge", str(subnet), str(gateway),
+                                                  internal=internal, labels=labels).id
                 try:
                     self._host.bring_up(conn, network_id)
                 except BaseException as failure:
@@ -170,6 +153,7 @@ class NetworkService:
                     except Exception as cleanup:
                         failure.add_note(f"cleaning up after the failure also failed: {cleanup}")
                     raise
+                return network_id
             finally:
                 conn.close()
 
@@ -218,8 +202,6 @@ class NetworkService:
                       ip: str | None = None) -> tuple[NetworkInfo, bool]:
         """Attach a VM; True when it runs and gets the NIC at its next start (a NIC cannot be
         hot-plugged into a microvm)."""
-        from hypr_engine.net import store
-
         vm = await self._vms.get(vm_ref)
         for alias in aliases or []:
             if not NAME_RE.match(alias):
@@ -237,8 +219,6 @@ class NetworkService:
         return info, vm.state in ACTIVE
 
     async def disconnect(self, network_ref: str, vm_ref: str) -> tuple[NetworkInfo, bool]:
-        from hypr_engine.net import store
-
         vm = await self._vms.get(vm_ref)
         info = await self.get(network_ref)
 

@@ -205,3 +205,23 @@ def test_connect_and_disconnect_a_created_vm_and_rm_refuses_a_network_in_use(hyp
     hypr_home.run("network", "connect", "joined", "c1", check=True)
     assert hypr_home.out("network", "rm", "-f", "joined").strip() == "joined"
     assert _host_objects(hypr_home) == []
+
+
+def test_a_failure_half_way_leaves_nothing(hypr_home):
+    """The resolver cannot bind (something else holds gateway:53): the bridge and rules
+    made before it are undone and the row is gone."""
+    from hypr_engine.net import pool
+
+    subnet = pool.pick_free([("route", r) for r in bridge.host_routes()], ipaddress.IPv4Network("10.239.0.0/16"))
+    gateway = str(subnet.network_address + 1)
+    squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    squatter.setsockopt(socket.IPPROTO_IP, 15, 1)          # IP_FREEBIND: the address is not the host's yet
+    squatter.bind((gateway, 53))
+    try:
+        err = _error(hypr_home.run("network", "create", "--subnet", str(subnet), "doomed"))
+    finally:
+        squatter.close()
+    assert f"cannot serve DNS on {gateway}:53" in err
+    assert _rows(hypr_home, "SELECT name FROM networks WHERE driver='bridge'") == []
+    assert _host_objects(hypr_home) == []
+    assert not (hypr_home.data / "networks").exists() or not any((hypr_home.data / "networks").iterdir())
