@@ -12,13 +12,15 @@ import http.server
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
 
-from hypr_engine.net import bridge
+from hypr_engine.net import bridge, resolver
 from tests.daemon.conftest import Hyprd
 
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(os.geteuid() != 0, reason="user networks need root")]
@@ -111,6 +113,12 @@ def test_vms_reach_each_other_by_name_and_alias_also_while_hyprd_is_down(hypr_ho
     out = hypr_home.out("exec", "client", "nslookup", "www")
     assert _ip(hypr_home, "web", "appnet") in out
     assert _fetch(hypr_home, "client", "web") == "served-by-web"
+    # the connect made while it ran takes effect at its next start
+    spare_ip = _ip(hypr_home, "client", "spare")
+    assert spare_ip not in hypr_home.out("exec", "client", "ip", "-4", "addr")
+    hypr_home.run("restart", "-t", "1", "client", check=True)
+    assert f"inet {spare_ip}/" in hypr_home.out("exec", "client", "ip", "-4", "addr")
+    assert _fetch(hypr_home, "client", "web") == "served-by-web"
 
 
 def test_isolation_and_internal_against_positive_controls(hypr_home, busybox):
@@ -166,12 +174,26 @@ def test_a_vm_on_two_networks_reaches_both_and_a_custom_subnet_is_honoured(hypr_
     hypr_home.run("network", "create", "back", check=True)
     _serve(hypr_home, "f1", "front")
     _serve(hypr_home, "k1", "back")
+    # a resolver that died (or a host reboot) is brought back by the next VM start on its network
+    back_id = json.loads(hypr_home.out("network", "inspect", "back"))[0]["Id"]
+    record = hypr_home.data / "networks" / back_id / "resolver.json"
+    os.kill(resolver.running(record).pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while resolver.running(record) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert resolver.running(record) is None
     _idle(hypr_home, "both", "front", "back")
+    assert resolver.running(record) is not None
     address = _ip(hypr_home, "both", "front")
     assert ipaddress.IPv4Address(address) in subnet
     assert f"inet {address}/24" in hypr_home.out("exec", "both", "ip", "-4", "addr")
     assert _fetch(hypr_home, "both", "f1") == "served-by-f1"
     assert _fetch(hypr_home, "both", "k1") == "served-by-k1"
+    # a --rm VM on a user network: it works, and its TAP goes with it
+    out = hypr_home.out("run", "--rm", "--network", "back", "hypr/busybox", "wget", "-qO-", "http://k1/")
+    assert out.strip() == "served-by-k1"
+    taps = bridge.links_with_prefix(bridge.TAP_PREFIX + bridge.dir_tag(hypr_home.data))
+    assert len(taps) == 4, taps    # f1, k1, and both's two
     # f1 is on front only: k1 is neither resolvable nor reachable for it
     assert _fetch(hypr_home, "f1", "k1").startswith("FAIL")
     assert _fetch(hypr_home, "f1", _ip(hypr_home, "k1", "back")).startswith("FAIL")
