@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -85,6 +86,25 @@ fail:
 	return -1;
 }
 
+/* Wait (bounded) until the link has carrier: QEMU attaches a stream netdev's
+ * descriptor asynchronously, and packets sent before the carrier comes up
+ * are dropped, so a workload that talks at once would lose its first ones. */
+static void wait_carrier(const char *name, int wait_ms)
+{
+	char path[64], c = 0;
+	snprintf(path, sizeof path, "/sys/class/net/%s/carrier", name);
+	for (int waited = 0; waited < wait_ms; waited += 5) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ssize_t r = fd >= 0 ? read(fd, &c, 1) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (r == 1 && c == '1')
+			return;
+		struct timespec ts = { 0, 5 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+}
+
 int net_configure(const struct strv *nics, char *why, size_t n)
 {
 	struct nic_cfg cfg[MAX_NICS];
@@ -109,6 +129,8 @@ int net_configure(const struct strv *nics, char *why, size_t n)
 	for (uint32_t i = 0; i < nics->n && rc == 0; i++) {
 		char name[IF_NAMESIZE];
 		rc = configure_one(s, &cfg[i], name, why, n);
+		if (rc == 0)
+			wait_carrier(name, 2000);
 		if (rc == 0 && cfg[i].has_gateway && !routed) {
 			struct rtentry rt;
 			memset(&rt, 0, sizeof rt);
