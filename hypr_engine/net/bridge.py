@@ -67,7 +67,9 @@ def links_with_prefix(prefix: str) -> list[str]:
 def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
     """The bridge exists, is up, and holds the gateway address (idempotent)."""
     if not link_exists(name):
-        _ip("link", "add", name, "type", "bridge")
+        proc = _ip("link", "add", name, "type", "bridge", check=False)
+        if proc.returncode != 0 and not link_exists(name):   # (made meanwhile by another engine: fine)
+            raise Unavailable(f"cannot create bridge {name}: {proc.stderr.strip()}")
     # replace: adding an address that is already there is an error, replacing is not
     _ip("addr", "replace", f"{gateway}/{prefixlen}", "dev", name)
     _ip("link", "set", name, "up")
@@ -76,7 +78,9 @@ def ensure_bridge(name: str, gateway: str, prefixlen: int) -> None:
 def ensure_tap(name: str, bridge: str) -> None:
     """A persistent TAP enslaved to `bridge` and up (idempotent). QEMU opens it by name."""
     if not link_exists(name):
-        _ip("tuntap", "add", "dev", name, "mode", "tap")
+        proc = _ip("tuntap", "add", "dev", name, "mode", "tap", check=False)
+        if proc.returncode != 0 and not link_exists(name):
+            raise Unavailable(f"cannot create TAP {name}: {proc.stderr.strip()}")
     _ip("link", "set", name, "master", bridge)
     _ip("link", "set", name, "up")
 

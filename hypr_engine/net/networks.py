@@ -15,15 +15,17 @@ and cannot be removed. User networks need root: bridges and nftables are root's.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import ipaddress
 import json
 import os
 import re
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
+from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Timeout, Unavailable
 from hypr_engine.models import EndpointInfo, NetworkInfo
 from hypr_engine.net import bridge, nft, pool, resolver, store
 from hypr_engine.paths import Layout
@@ -32,6 +34,7 @@ from hypr_engine.state.db import Database
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 RESERVED_NAMES = {store.DEFAULT_NETWORK, store.NONE_NETWORK, "host", "bridge"}
 ACTIVE = ("starting", "running", "stopping", "restarting")
+HOST_LOCK_TIMEOUT = 30.0
 ROOT_NEEDED = ("user networks need root: each is a Linux bridge with nftables rules. Without root, "
                "VMs use the `default` network (gvproxy: outbound access and -p publishing, no root needed)")
 
@@ -49,6 +52,27 @@ class HostSide:
     def bridge_of(self, network_id: str) -> str:
         return bridge.bridge_name(self._layout.data, network_id)
 
+    @contextmanager
+    def _locked(self):
+        """One engine at a time changes this data directory's host side: two VMs starting at
+        once on a new network must not both start its resolver."""
+        path = self._layout.data / "networks" / ".lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            deadline = time.monotonic() + HOST_LOCK_TIMEOUT
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise Timeout(f"another engine held {path} for over {HOST_LOCK_TIMEOUT:g} s") from None
+                    time.sleep(0.02)
+            yield
+        finally:
+            os.close(fd)
+
     def bring_up(self, conn, network_id: str) -> None:
         """Bridge, firewall rules and resolver of one bridge network: what a host reboot,
         or a resolver that died, took away comes back."""
@@ -58,16 +82,18 @@ class HostSide:
         if row is None:
             raise NotFound(f"no such network: {network_id[:12]}")
         subnet = ipaddress.IPv4Network(row[0])
-        bridge.ensure_bridge(self.bridge_of(network_id), row[1], subnet.prefixlen)
-        self.apply_rules(conn)
-        resolver.start(self.network_dir(network_id) / "resolver.json", str(self._layout.db), network_id, row[1])
+        with self._locked():
+            bridge.ensure_bridge(self.bridge_of(network_id), row[1], subnet.prefixlen)
+            self.apply_rules(conn)
+            resolver.start(self.network_dir(network_id) / "resolver.json", str(self._layout.db), network_id, row[1])
 
     def tear_down(self, conn, network_id: str) -> None:
         """Remove the resolver, the bridge and the rules of a network whose row is gone."""
-        resolver.stop(self.network_dir(network_id) / "resolver.json")
-        bridge.delete_link(self.bridge_of(network_id))
-        self.apply_rules(conn)
-        shutil.rmtree(self.network_dir(network_id), ignore_errors=True)
+        with self._locked():
+            resolver.stop(self.network_dir(network_id) / "resolver.json")
+            bridge.delete_link(self.bridge_of(network_id))
+            self.apply_rules(conn)
+            shutil.rmtree(self.network_dir(network_id), ignore_errors=True)
 
     def apply_rules(self, conn) -> None:
         rows = conn.execute("SELECT id, subnet, gateway, internal FROM networks WHERE driver='bridge' "

@@ -220,7 +220,8 @@ async def serve_tcp(resolver: Resolver, reader: asyncio.StreamReader, writer: as
 
 def _bound_socket(kind: int, listen: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, kind)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if kind == socket.SOCK_STREAM:   # (on UDP it would let a second resolver share the port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     # IP_FREEBIND: the gateway address may sit on a bridge without carrier yet
     sock.setsockopt(socket.IPPROTO_IP, 15, 1)
     sock.bind((listen, port))

@@ -224,4 +224,39 @@ def test_a_failure_half_way_leaves_nothing(hypr_home):
     assert f"cannot serve DNS on {gateway}:53" in err
     assert _rows(hypr_home, "SELECT name FROM networks WHERE driver='bridge'") == []
     assert _host_objects(hypr_home) == []
-    assert not (hypr_home.data / "networks").exists() or not any((hypr_home.data / "networks").iterdir())
+    assert [p.name for p in (hypr_home.data / "networks").glob("*") if p.name != ".lock"] == []   # no network's dir
+
+
+def test_engines_bringing_a_network_up_at_once_start_one_resolver(hypr_home):
+    """As when VMs on a network start together after its resolver died (or a reboot)."""
+    import threading
+
+    from hypr_engine.net.networks import HostSide
+    from hypr_engine.paths import Layout
+    from hypr_engine.proc import processes_mentioning
+    from hypr_engine.state.schema import connect
+
+    net_id = hypr_home.out("network", "create", "together").strip()
+    layout = Layout(hypr_home.data, hypr_home.runtime)
+    resolver_mod = __import__("hypr_engine.net.resolver", fromlist=["stop"])
+    resolver_mod.stop(hypr_home.data / "networks" / net_id / "resolver.json")
+    errors = []
+
+    def up() -> None:
+        conn = connect(layout.db)
+        try:
+            HostSide(layout).bring_up(conn, net_id)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=up) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    resolvers = [p for p in processes_mentioning(net_id) if "hypr_engine.net.resolver" in p[1]]
+    assert len(resolvers) == 1, resolvers
+    hypr_home.run("network", "rm", "together", check=True)
