@@ -184,3 +184,14 @@ def test_the_table_goes_with_the_last_network(lab):
     assert table in nft.tables_with_prefix("hypr_")
     nft.apply(lab.data, [])
     assert not nft.table_exists(table)
+
+
+def test_the_leak_check_sees_and_removes_one_data_dirs_objects_only(lab, tmp_path):
+    from tests.conftest import _network_objects_of
+
+    lab.network("aaaaaa")
+    other = tmp_path / "another-data-dir"
+    assert _network_objects_of(other) == []          # a parallel run's objects are not its business
+    found = _network_objects_of(lab.data, remove=True)
+    assert lab.links[0] in found and f"nft table inet {nft.table_name(lab.data)}" in found
+    assert _network_objects_of(lab.data) == []
