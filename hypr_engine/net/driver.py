@@ -53,16 +53,21 @@ class GuestNic:
         if not MAC_RE.match(mac):
             raise InvalidArgument(f"NIC field {text!r}: bad MAC")
         address, sep, prefix = cidr.partition("/")
-        if not sep or not prefix.isdigit() or not 0 <= int(prefix) <= 32 or len(prefix) > 2:
+        if not sep or not _canonical_decimal(prefix) or int(prefix) > 32:
             raise InvalidArgument(f"NIC field {text!r}: bad prefix")
         try:
             addr = ipaddress.IPv4Address(address)
             gw = None if gateway == "-" else ipaddress.IPv4Address(gateway)
         except ValueError:
             raise InvalidArgument(f"NIC field {text!r}: bad address") from None
-        if not mtu.isdigit() or len(mtu) > 5 or not 68 <= int(mtu) <= 65535:
+        if not _canonical_decimal(mtu) or not 68 <= int(mtu) <= 65535:
             raise InvalidArgument(f"NIC field {text!r}: bad MTU")
         return cls(mac, str(addr), int(prefix), None if gw is None else str(gw), int(mtu))
+
+
+def _canonical_decimal(text: str) -> bool:
+    """Digits without a leading zero (kestrel's parser accepts nothing else)."""
+    return text.isascii() and text.isdigit() and len(text) <= 5 and str(int(text)) == text
 
 
 @dataclass
