@@ -392,6 +392,16 @@ class FakeClient:
             "vms": {"total": len(self.vms), "running": running}, "images": len(self.images),
         }
 
+    async def list_networks(self) -> list:
+        """The default network and one user network holding the first two VMs."""
+        from hypr_engine.models import EndpointInfo, NetworkInfo
+
+        eps = [EndpointInfo(vm.id, vm.name, f"10.89.0.{i + 2}", f"02:00:00:00:00:{i + 2:02x}")
+               for i, vm in enumerate(self.vms[:2])]
+        return [NetworkInfo("d" * 64, "default", "gvproxy", "192.168.127.0/24", "192.168.127.1", False, {},
+                            FIXED_NOW - 86400),
+                NetworkInfo("b" * 64, "backend", "bridge", "10.89.0.0/24", "10.89.0.1", False, {}, FIXED_NOW, eps)]
+
 
 class _LogFileVms:
     def __init__(self, vm: VmInfo, path: Path) -> None:
