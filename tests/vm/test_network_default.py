@@ -117,6 +117,7 @@ def test_nginx_is_reached_from_the_host_through_published_ports(hypr_home, debia
     assert INDEX_MARK in wait_http(random_port)           # on every host address, as Docker
     assert sorted(hypr_home.out("port", "web", "80/tcp").split()) == sorted([f"127.0.0.1:{fixed}",
                                                                                f"0.0.0.0:{random_port}"])
+    assert f"127.0.0.1:{fixed}->80/tcp" in hypr_home.out("ps")   # Docker's PORTS column
     missing = hypr_home.run("port", "web", "81")
     assert missing.returncode != 0 and b"no public port '81/tcp' published for web" in missing.stderr
 
