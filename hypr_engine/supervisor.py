@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib
 import json
 import os
 import select
@@ -97,6 +98,7 @@ class Supervisor:
         self.links: list[socket.socket] = []      # this boot's NIC descriptors (QEMU has its own copies)
         self.link_watch: "select.epoll | None" = None
         self.network_lost: str | None = None
+        self.lost_messages: dict[int, str] = {}   # link fd -> what its hang-up means
 
     # --- database -------------------------------------------------------------
 
@@ -124,11 +126,12 @@ class Supervisor:
         fds: dict[str, int] = {}
         for nic in self.launch.get("nics") or []:
             source = nic.get("fd_source") or {}
-            if source.get("kind") != "gvproxy":
-                raise OSError(f"unknown descriptor source {source.get('kind')!r} for {nic.get('netdev')}")
-            link = gvproxy.connect_vm(gvproxy.GvproxyPaths.from_json(source))
+            # the driver's module opens it (net/driver.py, NicPlan.fd_source)
+            link = importlib.import_module(source["module"]).open_link(source)
             self.links.append(link)
             fds[nic["netdev"]] = link.fileno()
+            if source.get("lost"):
+                self.lost_messages[link.fileno()] = source["lost"]
         return fds
 
     def close_links(self) -> None:
@@ -142,22 +145,24 @@ class Supervisor:
         for link in self.links:
             link.close()
         self.links = []
+        self.lost_messages = {}
 
     def watch_links(self) -> None:
         """Notice a network helper's death without reading the link (QEMU does): the peer's
         close is an EPOLLRDHUP on our copy of the descriptor. The VM cannot get its network
         back (a QEMU stream netdev cannot be re-attached), so QEMU is ended and the restart
         policy decides; the error says why."""
-        if not self.links:
+        if not self.lost_messages:
             return
         self.link_watch = select.epoll()
-        for link in self.links:
-            self.link_watch.register(link.fileno(), select.EPOLLRDHUP)
+        for fd in self.lost_messages:
+            self.link_watch.register(fd, select.EPOLLRDHUP)
 
         def on_hangup() -> None:
-            if self.link_watch is None or not self.link_watch.poll(0) or self.network_lost:
+            events = self.link_watch.poll(0) if self.link_watch is not None else []
+            if not events or self.network_lost:
                 return
-            self.network_lost = "the VM lost its network: the default network's gvproxy exited"
+            self.network_lost = f"the VM lost its network: {self.lost_messages.get(events[0][0], 'its link closed')}"
             print(f"supervisor: {self.network_lost}", file=sys.stderr, flush=True)
             self.kill_qemu()
 

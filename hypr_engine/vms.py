@@ -82,6 +82,9 @@ class VmService:
             info = await self._reconcile(self._info(row))
             if info and (all or info.state in (s.value for s in ACTIVE_STATES)):
                 out.append(info)
+        settings = await asyncio.to_thread(self._net.network_settings_of, [info.id for info in out])
+        for info in out:
+            info.network_settings = settings[info.id]
         return out
 
     async def get(self, ref: str) -> VmInfo:

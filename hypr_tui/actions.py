@@ -146,7 +146,8 @@ ACTIONS: tuple[Action, ...] = (
            target="image", key="D", destructive=True),
     Action("events", "show VM and image events as they happen", "cmd_events",
            (arg("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                help="type=vm|image, event=ACTION, vm=NAME|ID, image=REF|ID (repeat a key: either)"),
+                help="type=vm|image|network, event=ACTION, vm=NAME|ID, image=REF|ID, network=NAME|ID "
+                     "(repeat a key: either)"),
             arg("--since", help="first replay events since a time (RFC 3339, unix seconds, or 10m / 2h ago)"),
             arg("--until", help="stop at a time (same forms); without it, follow until interrupted"),
             arg("--format", choices=["table", "json"], default="table"))),

@@ -94,7 +94,7 @@ async def cmd_ps(client, args) -> int:
         for vm in vms:
             print(json.dumps(fmt.vm_row_json(vm)))
     elif args.format == "table":
-        print(fmt.table(["VM ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+        print(fmt.table(["VM ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
                         [fmt.vm_row(vm) for vm in vms]))
     else:
         for vm in vms:

@@ -69,14 +69,20 @@ def _command(argv: list[str]) -> str:
     return f'"{text[:20]}…"' if len(text) > 20 else f'"{text}"'
 
 
+def vm_ports(vm) -> str:
+    """Docker's PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`."""
+    ports = (vm.network_settings or {}).get("Ports") or {}
+    return ", ".join(f"{b['HostIp']}:{b['HostPort']}->{key}" for key, binds in ports.items() for b in binds or [])
+
+
 def vm_row(vm) -> list[str]:
-    return [vm.short_id, vm.image, _command(vm.command), ago(vm.created_at), vm_status(vm), vm.name]
+    return [vm.short_id, vm.image, _command(vm.command), ago(vm.created_at), vm_status(vm), vm_ports(vm), vm.name]
 
 
 def vm_row_json(vm) -> dict[str, Any]:
     return {
         "ID": vm.short_id, "Image": vm.image, "Health": (vm.health or {}).get("Status", ""), "Command": " ".join(vm.command), "CreatedAt": iso(vm.created_at),
-        "State": vm.state, "Status": vm_status(vm), "Names": vm.name, "ExitCode": vm.exit_code,
+        "State": vm.state, "Status": vm_status(vm), "Ports": vm_ports(vm), "Names": vm.name, "ExitCode": vm.exit_code,
     }
 
 

@@ -6,7 +6,7 @@ one device-plan slot. For each, the driver says:
 - the QEMU arguments (`-netdev ... -device virtio-net-device,netdev=..,mac=..`). A
   netdev that needs a file descriptor obtained at spawn time (gvproxy's `/connect`)
   writes the placeholder `{fd:NETDEV_ID}` where the number goes and names an
-  `fd_source`; the VM's supervisor obtains the descriptor before *each* QEMU spawn
+  `fd_source` (NicPlan); the VM's supervisor obtains the descriptor before *each* QEMU spawn
   (it restarts QEMU under a restart policy with no engine alive) and substitutes it;
 - the guest's configuration of that NIC (`GuestNic`), which kestrel applies itself
   before the workload starts (boot tag NIC, guest_agent/PROTOCOL.md).
@@ -78,7 +78,10 @@ class NicPlan:
     purpose: str                         # the device plan's label, e.g. "network default"
     qemu_args: list[str]
     guest: GuestNic
-    fd_source: dict | None = None        # how the supervisor obtains `{fd:netdev_id}`
+    # How the supervisor obtains `{fd:netdev_id}` before each spawn: `module` names a module
+    # with `open_link(fd_source) -> object with fileno() and close()`; with `lost`, a hang-up
+    # of that descriptor means the network is gone (the message says why) and QEMU is ended.
+    fd_source: dict | None = None
     dns: str | None = None               # the resolver this network offers the guest
 
 

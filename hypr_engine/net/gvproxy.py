@@ -180,6 +180,11 @@ def connect_vm(paths: GvproxyPaths, timeout: float = START_TIMEOUT) -> socket.so
             ensure_running(paths, max(0.5, deadline - time.monotonic()))
 
 
+def open_link(source: dict) -> socket.socket:
+    """NicPlan.fd_source's opener (the VM supervisor calls it before each QEMU spawn)."""
+    return connect_vm(GvproxyPaths.from_json(source))
+
+
 # --- the forwarder API ---------------------------------------------------------------------
 
 class _UnixHTTPConnection(http.client.HTTPConnection):

@@ -24,7 +24,8 @@ class GvproxyDriver:
             # the descriptor is gvproxy's hijacked /connect, obtained by the supervisor per spawn
             qemu_args=virtio_net_args(nid, "stream,addr.type=fd,addr.str={fd:%s}" % nid, endpoint.mac),
             guest=GuestNic(endpoint.mac, endpoint.ip, net.prefix, None if net.internal else net.gateway, DEFAULT_MTU),
-            fd_source={"kind": "gvproxy", **paths_of(layout).to_json()},
+            fd_source={"module": gvproxy.__name__, "lost": "the default network's gvproxy exited",
+                       **paths_of(layout).to_json()},
             dns=GVPROXY_GATEWAY,
         )
 

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hypr_engine.net.gvproxy import GvproxyPaths, api_answers, expose, find_gvproxy
+from hypr_engine.net.gvproxy import GvproxyPaths, api_answers, expose, find_gvproxy, unexpose
 from hypr_engine.proc import ProcessRef
 
 PR_SET_PDEATHSIG = 1
@@ -108,17 +108,21 @@ class GvproxySupervisor:
                                    "generation": self.generation, "api_socket": str(self.paths.api_socket)}))
         os.replace(tmp, self.paths.state_file)
 
+    def published(self) -> list[sqlite3.Row]:
+        """The forwards of every active VM on a gvproxy network, as hypr.db records them."""
+        conn = self.db()
+        try:
+            return conn.execute(
+                "SELECT p.host_ip, p.host_port, p.guest_port, p.protocol, e.ip FROM ports p "
+                "JOIN endpoints e ON e.vm_id = p.vm_id JOIN networks n ON n.id = e.network_id AND n.driver='gvproxy' "
+                f"JOIN vms v ON v.id = p.vm_id WHERE v.state IN ({','.join('?' * len(ACTIVE))})", ACTIVE).fetchall()
+        finally:
+            conn.close()
+
     def restore_forwards(self) -> None:
         """Every active VM's published ports, from hypr.db (after a gvproxy restart too)."""
         try:
-            conn = self.db()
-            try:
-                rows = conn.execute(
-                    "SELECT p.host_ip, p.host_port, p.guest_port, p.protocol, e.ip FROM ports p "
-                    "JOIN endpoints e ON e.vm_id = p.vm_id JOIN networks n ON n.id = e.network_id AND n.driver='gvproxy' "
-                    f"JOIN vms v ON v.id = p.vm_id WHERE v.state IN ({','.join('?' * len(ACTIVE))})", ACTIVE).fetchall()
-            finally:
-                conn.close()
+            rows = self.published()
         except sqlite3.Error as exc:
             log(f"cannot read the published ports: {exc}")
             return
@@ -127,6 +131,15 @@ class GvproxySupervisor:
                 expose(self.paths, r["host_ip"], r["host_port"], r["ip"], r["guest_port"], r["protocol"])
             except Exception as exc:  # one port that cannot come back must not keep the others out
                 log(f"cannot restore {r['host_ip']}:{r['host_port']}/{r['protocol']}: {exc}")
+        # A VM that ended meanwhile (its supervisor closed its forwards before these were
+        # put back) must not keep one: what is no longer recorded goes again.
+        try:
+            still = {(r["host_ip"], r["host_port"], r["protocol"]) for r in self.published()}
+        except sqlite3.Error:
+            return
+        for r in rows:
+            if (r["host_ip"], r["host_port"], r["protocol"]) not in still:
+                unexpose(self.paths, r["host_ip"], r["host_port"], r["protocol"])
 
     def wait_gvproxy(self, timeout: float) -> bool:
         """True when gvproxy exited within `timeout` seconds."""
@@ -179,6 +192,9 @@ class GvproxySupervisor:
                 self.proc.wait()
 
 
+LOG_KEEP_BYTES = 1 << 20
+
+
 def main() -> None:
     paths = GvproxyPaths(Path(sys.argv[1]), Path(sys.argv[2]))
     if os.fork() > 0:
@@ -191,6 +207,11 @@ def main() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return  # another one runs for this data dir
+    try:
+        if paths.log.stat().st_size > LOG_KEEP_BYTES:  # a new life starts a new log
+            os.truncate(paths.log, 0)
+    except OSError:
+        pass
     GvproxySupervisor(paths).run()
 
 

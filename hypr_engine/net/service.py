@@ -165,13 +165,20 @@ class NetService:
 
     def network_settings(self, vm_id: str) -> dict[str, Any]:
         """Docker's NetworkSettings of a VM: its networks (address, MAC, gateway, aliases) and ports."""
+        return self.network_settings_of([vm_id])[vm_id]
+
+    def network_settings_of(self, vm_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """network_settings of several VMs over one connection (`ps`)."""
         conn = self._conn()
         try:
-            endpoints = store.endpoints_of(conn, vm_id)
-            rows = conn.execute("SELECT host_ip, host_port, guest_port, protocol FROM ports WHERE vm_id=?",
-                                (vm_id,)).fetchall()
+            return {vm_id: self._settings(conn, vm_id) for vm_id in vm_ids}
         finally:
             conn.close()
+
+    def _settings(self, conn: sqlite3.Connection, vm_id: str) -> dict[str, Any]:
+        endpoints = store.endpoints_of(conn, vm_id)
+        rows = conn.execute("SELECT host_ip, host_port, guest_port, protocol FROM ports WHERE vm_id=?",
+                            (vm_id,)).fetchall()
         bindings = [ports.PortBinding(r["host_ip"], r["host_port"], r["guest_port"], r["protocol"]) for r in rows]
         networks = {
             ep.network.name: {

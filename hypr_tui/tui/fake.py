@@ -380,6 +380,12 @@ class FakeClient:
         self.vms.append(vm)
         return vm
 
+    async def vm_ports(self, ref: str) -> list:
+        from hypr_engine.net.ports import PortBinding
+
+        vm = await self.get_vm(ref)
+        return [PortBinding("0.0.0.0", 8080, 80, "tcp")] if vm.state == "running" else []
+
     async def system_info(self) -> dict:
         running = sum(v.state == "running" for v in self.vms)
         return {

@@ -267,3 +267,13 @@ def test_cli_network_flags():
                                                                          "ip": "10.1.0.3"}
     with pytest.raises(InvalidArgument, match="unknown key"):
         parse_network_flag("name=n1,foo=bar")
+
+
+def test_network_events_filter():
+    from hypr_engine.events import Event, matches, parse_filters
+
+    connect = Event(1, 0.0, "network", "connect", "ab" * 32, "default", {"vm": "cd" * 32})
+    assert matches(connect, parse_filters(["network=default"]))
+    assert matches(connect, parse_filters(["network=abab", "event=connect"]))
+    assert not matches(connect, parse_filters(["network=other"]))
+    assert not matches(Event(2, 0.0, "vm", "start", "ab" * 32, "default"), parse_filters(["network=default"]))

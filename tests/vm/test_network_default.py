@@ -117,6 +117,7 @@ def test_nginx_is_reached_from_the_host_through_published_ports(hypr_home, debia
     assert INDEX_MARK in wait_http(random_port)           # on every host address, as Docker
     assert sorted(hypr_home.out("port", "web", "80/tcp").split()) == sorted([f"127.0.0.1:{fixed}",
                                                                                f"0.0.0.0:{random_port}"])
+    assert f"127.0.0.1:{fixed}->80/tcp" in hypr_home.out("ps")   # Docker's PORTS column
     missing = hypr_home.run("port", "web", "81")
     assert missing.returncode != 0 and b"no public port '81/tcp' published for web" in missing.stderr
 
@@ -137,13 +138,28 @@ def test_nginx_is_reached_from_the_host_through_published_ports(hypr_home, debia
     assert refused(fixed)
 
 
-def test_udp_is_published_with_udp(hypr_home, debian):
+def test_udp_is_published_with_udp_and_ranges_map_port_by_port(hypr_home, debian):
     port = free_port(socket.SOCK_DGRAM)
-    hypr_home.run("run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}:9999/udp", debian, "sh", "-c",
-                  UDP_ECHO, check=True)
-    assert hypr_home.out("port", "echo") == f"9999/udp -> 127.0.0.1:{port}\n"
-    assert udp_echo(port, b"ping-1") == b"echo:ping-1"
-    assert udp_echo(port, b"ping-2", timeout=5) == b"echo:ping-2"
+    while True:  # two free ports in a row for the range
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", port + 1))
+            break
+        except OSError:
+            port = free_port(socket.SOCK_DGRAM)
+    hypr_home.run("run", "-d", "--name", "echo", "-p", f"127.0.0.1:{port}-{port + 1}:9998-9999/udp", debian,
+                  "sh", "-c", UDP_ECHO, check=True)
+    assert hypr_home.out("port", "echo") == (f"9998/udp -> 127.0.0.1:{port}\n"
+                                             f"9999/udp -> 127.0.0.1:{port + 1}\n")
+    assert udp_echo(port + 1, b"ping-1") == b"echo:ping-1"
+    assert udp_echo(port + 1, b"ping-2", timeout=5) == b"echo:ping-2"
+
+
+def test_publish_all_publishes_the_images_exposed_ports(hypr_home, debian):
+    hypr_home.run("run", "-d", "--name", "all", "-P", debian, check=True)
+    line = hypr_home.out("port", "all").strip()
+    assert line.startswith("80/tcp -> 0.0.0.0:"), line       # the image EXPOSEs 80
+    assert INDEX_MARK in wait_http(int(line.rsplit(":", 1)[1]))
 
 
 def test_the_guest_has_its_static_address_and_reaches_the_host(hypr_home, busybox):
