@@ -35,6 +35,7 @@ RCODE_SERVFAIL, RCODE_NXDOMAIN = 2, 3
 TTL = 5                       # seconds: VMs come and go
 UPSTREAM_TIMEOUT = 3.0
 WATCH_INTERVAL = 2.0          # how often the network's row is checked when no query comes
+MAX_PENDING = 256             # UDP queries answered at once (each forward may wait UPSTREAM_TIMEOUT)
 RUNNING_STATES = ("starting", "running", "stopping", "restarting")
 
 
@@ -189,15 +190,24 @@ class UdpServer(asyncio.DatagramProtocol):
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.transport: asyncio.DatagramTransport | None = None
+        self.pending: set[asyncio.Task] = set()    # held here: the loop keeps only weak references
 
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        asyncio.ensure_future(self._reply(data, addr))
+        if len(self.pending) >= MAX_PENDING:
+            return   # a flood: drop, as a busy resolver does; the client retries
+        task = asyncio.ensure_future(self._reply(data, addr))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def _reply(self, data: bytes, addr) -> None:
-        reply = await self.resolver.answer(data, addr[0])
+        try:
+            reply = await self.resolver.answer(data, addr[0])
+        except Exception as exc:   # one bad query must not take the resolver down
+            print(f"resolver: query from {addr[0]} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return
         if reply is not None and self.transport is not None:
             self.transport.sendto(reply, addr)
 
