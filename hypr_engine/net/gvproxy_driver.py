@@ -30,6 +30,7 @@ class GvproxyDriver:
         )
 
     def prepare(self, endpoint: Endpoint, layout: Layout) -> None:
+        gvproxy.find_gvproxy()  # not installed: say so now, not after a start timeout
         gvproxy.ensure_running(paths_of(layout))
 
 
