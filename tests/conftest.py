@@ -53,7 +53,7 @@ class HyprHome:
 
 
 @pytest.fixture
-def hypr_home(tmp_path: Path):
+def hypr_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     data = tmp_path / "data"
     runtime = Path(f"/tmp/hyprt-{uuid.uuid4().hex[:8]}")
     env = dict(os.environ)
@@ -61,6 +61,7 @@ def hypr_home(tmp_path: Path):
     # The default network's gvproxy leaves 1 s after its last VM (not 30 s), so the leak
     # check below sees it go rather than waiting it out.
     env["HYPR_GVPROXY_IDLE_S"] = "1"
+    monkeypatch.setenv("HYPR_GVPROXY_IDLE_S", "1")   # for engines embedded in the test process too
     env.pop("HYPR_ACCEL", None)
     home = HyprHome(data, runtime, env)
     yield home
