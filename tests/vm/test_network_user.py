@@ -192,7 +192,11 @@ def test_a_vm_on_two_networks_reaches_both_and_a_custom_subnet_is_honoured(hypr_
     # a --rm VM on a user network: it works, and its TAP goes with it
     out = hypr_home.out("run", "--rm", "--network", "back", "hypr/busybox", "wget", "-qO-", "http://k1/")
     assert out.strip() == "served-by-k1"
-    taps = bridge.links_with_prefix(bridge.TAP_PREFIX + bridge.dir_tag(hypr_home.data))
+    # (the VM's supervisor removes a --rm VM, and its TAP, just after `run` returned)
+    deadline = time.monotonic() + 15
+    while len(taps := bridge.links_with_prefix(bridge.TAP_PREFIX + bridge.dir_tag(hypr_home.data))) > 4 \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert len(taps) == 4, taps    # f1, k1, and both's two
     # f1 is on front only: k1 is neither resolvable nor reachable for it
     assert _fetch(hypr_home, "f1", "k1").startswith("FAIL")
