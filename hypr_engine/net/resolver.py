@@ -6,7 +6,8 @@ It answers A queries for the names and aliases of the running VMs that share a
 network with the asking VM (Docker's rule), read from SQLite, and forwards every
 other query to the host's resolver (the first `nameserver` of /etc/resolv.conf). It
 listens on the network's gateway address, UDP and TCP port 53, which only that
-network's VMs reach.
+network's VMs reach. On an `--internal` network nothing is forwarded (REFUSED): a
+resolver that relays names out would be a way out of the network.
 
 Like a VM's supervisor it is started in a new session and forks once more, so it
 belongs to no HYPR process and keeps answering while no engine or hyprd runs. It
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
-RCODE_SERVFAIL, RCODE_NXDOMAIN = 2, 3
+RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_REFUSED = 2, 3, 5
 TTL = 5                       # seconds: VMs come and go
 UPSTREAM_TIMEOUT = 3.0
 WATCH_INTERVAL = 2.0          # how often the network's row is checked when no query comes
@@ -94,13 +95,15 @@ class Names:
         # (vm_id, network_id, ip, names of the endpoint: the VM's name and its aliases there)
         self.endpoints: list[tuple[str, str, str, set[str]]] = []
         self.network_exists = True
+        self.internal = False       # --internal: nothing leaves, names of the outside included
 
     def refresh(self) -> None:
         version = self.conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self.version:
             return
-        self.network_exists = self.conn.execute(
-            "SELECT 1 FROM networks WHERE id=?", (self.network_id,)).fetchone() is not None
+        row = self.conn.execute("SELECT internal FROM networks WHERE id=?", (self.network_id,)).fetchone()
+        self.network_exists = row is not None
+        self.internal = bool(row and row[0])
         rows = self.conn.execute(
             "SELECT e.vm_id, v.name, e.network_id, e.ip, e.aliases_json FROM endpoints e "
             "JOIN vms v ON v.id = e.vm_id JOIN networks n ON n.id = e.network_id "
@@ -163,6 +166,9 @@ class Resolver:
             # A name of ours: its A records; any other type gets an empty NOERROR answer,
             # so a client asking AAAA does not wait on the upstream resolver for nothing.
             return build_reply(query, end, 0, addresses if qtype == TYPE_A else [])
+        if self.names.internal:
+            # DNS is a way out too (tunnels): an internal network's VMs resolve only each other
+            return build_reply(query, end, RCODE_REFUSED, [])
         return await self.forward(query, end)
 
     async def forward(self, query: bytes, end: int) -> bytes:

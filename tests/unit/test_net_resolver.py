@@ -135,6 +135,12 @@ def test_the_detached_resolver_answers_forwards_and_exits_with_its_network(world
         assert _ask(port, "b") == (0, ["10.1.2.2"])
         # upstream down: SERVFAIL, after the forward's timeout
         assert _ask(upstream_port, "nowhere.example")[0] == 2
+        # --internal: its own names still, nothing forwarded out (REFUSED)
+        conn.execute("UPDATE networks SET internal=1 WHERE id=?", ("x" * 64,))
+        assert _ask(port, "a") == (0, ["10.1.1.2"])
+        assert _ask(port, "b") == (5, [])
+        conn.execute("UPDATE networks SET internal=0 WHERE id=?", ("x" * 64,))
+        assert _ask(port, "b") == (0, ["10.1.2.2"])
         conn.execute("DELETE FROM endpoints WHERE network_id=?", ("x" * 64,))
         conn.execute("DELETE FROM networks WHERE id=?", ("x" * 64,))
         deadline = time.monotonic() + 10
