@@ -22,8 +22,10 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from hypr_engine.errors import Conflict, HyprError, Timeout, Unavailable
 
@@ -56,6 +58,12 @@ class GvproxyPaths:
     def run_lock(self) -> Path:
         """Held by the gvproxy supervisor for its whole life: one per data dir."""
         return self.state_dir / "gvproxy.lock"
+
+    @property
+    def attach_lock(self) -> Path:
+        """Shared while a user checks that gvproxy answers; exclusive while its supervisor decides
+        to leave (so nobody is told "it answers" by a gvproxy that is about to go)."""
+        return self.state_dir / "gvproxy.attach.lock"
 
     @property
     def state_file(self) -> Path:
@@ -117,8 +125,10 @@ def ensure_running(paths: GvproxyPaths, timeout: float = START_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     last_spawn = float("-inf")
     while True:
-        if api_answers(paths):
-            return
+        with locked(paths.attach_lock, fcntl.LOCK_SH):
+            # ready: its supervisor wrote the state file after putting the recorded ports back
+            if paths.state_file.exists() and api_answers(paths):
+                return
         # A supervisor that lost the race for the run lock exits quietly; one that is
         # starting holds the lock before its gvproxy answers, so it is not spawned twice.
         if not supervisor_running(paths) and time.monotonic() - last_spawn > 2.0:
@@ -128,6 +138,17 @@ def ensure_running(paths: GvproxyPaths, timeout: float = START_TIMEOUT) -> None:
             raise Timeout(f"gvproxy did not answer on {paths.api_socket} within {timeout:g} s",
                           detail=_tail(paths.log, 5))
         time.sleep(0.005)
+
+
+@contextmanager
+def locked(path: Path, mode: int) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, mode)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _spawn_supervisor(paths: GvproxyPaths) -> None:
@@ -216,10 +237,12 @@ def local_address(host_ip: str, host_port: int) -> str:
 
 
 def expose(paths: GvproxyPaths, host_ip: str, host_port: int, guest_ip: str, guest_port: int, protocol: str) -> None:
-    status, body = api_call(paths, "POST", "/services/forwarder/expose", {
-        "local": local_address(host_ip, host_port), "remote": f"{guest_ip}:{guest_port}", "protocol": protocol})
+    mapping = {"local": local_address(host_ip, host_port), "remote": f"{guest_ip}:{guest_port}", "protocol": protocol}
+    status, body = api_call(paths, "POST", "/services/forwarder/expose", mapping)
     if status != 200:
         text = body.decode(errors="replace").strip()
+        if "address already in use" in text and mapping in forwards(paths):
+            return  # already there, the same (the supervisor restored it meanwhile)
         if "address already in use" in text:
             raise Conflict(f"host port {host_ip}:{host_port}/{protocol} is already in use")
         raise HyprError(f"gvproxy refused to publish {host_ip}:{host_port}/{protocol}: {text}")

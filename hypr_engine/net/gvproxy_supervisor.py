@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from hypr_engine.net.gvproxy import GvproxyPaths, api_answers, expose, find_gvproxy, unexpose
+from hypr_engine.net.gvproxy import GvproxyPaths, api_answers, expose, find_gvproxy, locked, unexpose
 from hypr_engine.proc import ProcessRef
 
 PR_SET_PDEATHSIG = 1
@@ -77,6 +77,7 @@ class GvproxySupervisor:
 
     def spawn(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
+        self.paths.state_file.unlink(missing_ok=True)   # not ready until this gvproxy is
         self.paths.api_socket.unlink(missing_ok=True)
         self.paths.qemu_socket.unlink(missing_ok=True)
         log_file = open(self.paths.log, "ab")
@@ -96,8 +97,8 @@ class GvproxySupervisor:
                 return
             time.sleep(0.002)
         self.generation += 1
-        self.write_state()
         self.restore_forwards()
+        self.write_state()   # last: users wait for it, so they find the recorded ports in place
         log(f"gvproxy {self.proc.pid} up (generation {self.generation})")
 
     def write_state(self) -> None:
@@ -171,12 +172,23 @@ class GvproxySupervisor:
             backoff = 0.1
             if self.active_vms() == 0:
                 idle_since = idle_since or time.monotonic()
-                if time.monotonic() - idle_since >= self.idle_s:
+                if time.monotonic() - idle_since >= self.idle_s and self.leave_if_idle():
                     log(f"no VM on the default network for {self.idle_s:g} s: exiting")
                     break
             else:
                 idle_since = None
         self.shutdown()
+
+    def leave_if_idle(self) -> bool:
+        """Check once more with users held off (a VM is `starting` before anyone attaches),
+        and if still idle take the sockets away before letting them in again."""
+        with locked(self.paths.attach_lock, fcntl.LOCK_EX):
+            if self.active_vms() != 0:
+                return False
+            self.paths.state_file.unlink(missing_ok=True)
+            self.paths.api_socket.unlink(missing_ok=True)
+            self.paths.qemu_socket.unlink(missing_ok=True)
+            return True
 
     def shutdown(self) -> None:
         # The socket goes first: from here on nobody attaches to a gvproxy that is leaving.
