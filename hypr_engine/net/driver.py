@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
 
 from hypr_engine.errors import InvalidArgument
 from hypr_engine.net.store import DEFAULT_MTU, Endpoint
@@ -44,7 +45,7 @@ class GuestNic:
         return f"{self.mac} {self.address}/{self.prefix} {self.gateway or '-'} {self.mtu}"
 
     @classmethod
-    def parse(cls, text: str) -> "GuestNic":
+    def parse(cls, text: str) -> GuestNic:
         """The inverse of encode, as strict as kestrel's parser (guest_agent/netcfg.c)."""
         parts = text.split(" ")
         if len(parts) != 4:
@@ -108,7 +109,7 @@ def register(name: str, factory: Callable[[], NetworkDriver]) -> None:
 def driver_for(driver_name: str) -> NetworkDriver:
     if driver_name not in DRIVERS:
         # drivers register on import; the built-in ones are imported here on first use
-        import hypr_engine.net.gvproxy_driver  # noqa: F401
+        import hypr_engine.net.gvproxy_driver
         try:
             import hypr_engine.net.bridge  # noqa: F401  (the user networks' driver, when present)
         except ImportError:

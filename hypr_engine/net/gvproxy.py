@@ -22,10 +22,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from hypr_engine.errors import Conflict, HyprError, Timeout, Unavailable
 
@@ -81,7 +81,7 @@ class GvproxyPaths:
         return {"data_dir": str(self.data_dir), "runtime_dir": str(self.runtime_dir)}
 
     @classmethod
-    def from_json(cls, data: dict) -> "GvproxyPaths":
+    def from_json(cls, data: dict) -> GvproxyPaths:
         return cls(Path(data["data_dir"]), Path(data["runtime_dir"]))
 
 

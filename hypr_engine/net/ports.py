@@ -45,7 +45,7 @@ class PortBinding:
                 "protocol": self.protocol}
 
     @classmethod
-    def from_json(cls, data: dict) -> "PortBinding":
+    def from_json(cls, data: dict) -> PortBinding:
         return cls(data["host_ip"], int(data["host_port"]), int(data["guest_port"]), data["protocol"])
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from hypr_engine.errors import Conflict, InvalidArgument
 from hypr_engine.net import gvproxy, ports, store

@@ -15,9 +15,9 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound
 
@@ -52,7 +52,7 @@ class Network:
         return out
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Network":
+    def from_row(cls, row: sqlite3.Row) -> Network:
         return cls(row["id"], row["name"], row["driver"], row["subnet"], row["gateway"], bool(row["internal"]),
                    json.loads(row["labels_json"] or "{}"), row["created_at"])
 

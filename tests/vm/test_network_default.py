@@ -21,7 +21,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import CACHE
-from tests.daemon.conftest import hyprd, hyprd_factory, wait_for  # noqa: F401  (fixtures)
+from tests.daemon.conftest import hyprd, hyprd_factory, wait_for  # noqa: F401, F811  (fixtures)
 
 pytestmark = pytest.mark.vm
 
