@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
-import sqlite3
 import struct
 import subprocess
 import sys

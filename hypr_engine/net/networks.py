@@ -15,17 +15,14 @@ and cannot be removed. User networks need root: bridges and nftables are root's.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import ipaddress
 import json
 import os
 import re
 import shutil
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Timeout, Unavailable
+from hypr_engine.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, Unavailable
 from hypr_engine.models import EndpointInfo, NetworkInfo
 from hypr_engine.net import bridge, nft, pool, resolver, store
 from hypr_engine.paths import Layout
@@ -52,26 +49,10 @@ class HostSide:
     def bridge_of(self, network_id: str) -> str:
         return bridge.bridge_name(self._layout.data, network_id)
 
-    @contextmanager
     def _locked(self):
         """One engine at a time changes this data directory's host side: two VMs starting at
         once on a new network must not both start its resolver."""
-        path = self._layout.data / "networks" / ".lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            deadline = time.monotonic() + HOST_LOCK_TIMEOUT
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise Timeout(f"another engine held {path} for over {HOST_LOCK_TIMEOUT:g} s") from None
-                    time.sleep(0.02)
-            yield
-        finally:
-            os.close(fd)
+        return pool.exclusive(self._layout.data / "networks" / ".lock", HOST_LOCK_TIMEOUT)
 
     def bring_up(self, conn, network_id: str) -> None:
         """Bridge, firewall rules and resolver of one bridge network: what a host reboot,

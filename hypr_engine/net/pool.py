@@ -14,6 +14,7 @@ import fcntl
 import ipaddress
 import os
 import time
+import contextlib
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
@@ -86,20 +87,25 @@ def pick_free(taken: Iterable[tuple[str, str]], pool: ipaddress.IPv4Network = DE
 
 
 @contextmanager
-def subnet_lock(path: str = LOCK_PATH) -> Iterator[None]:
-    """Host-wide: one engine at a time chooses a subnet and creates its bridge."""
+def exclusive(path: str | os.PathLike, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """An exclusive flock on `path` (made if missing), waited for at most `timeout` seconds."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        deadline = time.monotonic() + LOCK_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise Timeout(f"another HYPR engine held {path} for over {LOCK_TIMEOUT:g} s") from None
+                    raise Timeout(f"another HYPR engine held {path} for over {timeout:g} s") from None
                 time.sleep(0.02)
         yield
     finally:
         os.close(fd)
+
+
+def subnet_lock() -> "contextlib.AbstractContextManager[None]":
+    """Host-wide: one engine at a time chooses a subnet and creates its bridge."""
+    return exclusive(LOCK_PATH)

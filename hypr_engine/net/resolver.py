@@ -15,7 +15,7 @@ re-reads the endpoints only when the database changed (`PRAGMA data_version` mov
 when another connection commits), and exits by itself once its network's row is gone.
 The engine knows it by `resolver.json` (pid + start time) in the network's directory.
 
-Standard library only: one runs per network.
+Standard library only (and HYPR's errors and proc modules, which are too): one runs per network.
 """
 
 from __future__ import annotations
@@ -23,13 +23,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
 import socket
 import sqlite3
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
+
+from hypr_engine.errors import Timeout, Unavailable   # (both modules: standard library only)
+from hypr_engine.proc import ProcessRef
 
 TYPE_A, TYPE_AAAA, CLASS_IN = 1, 28, 1
 RCODE_SERVFAIL, RCODE_NXDOMAIN, RCODE_REFUSED = 2, 3, 5
@@ -286,10 +291,8 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 
 
-def running(record: Path) -> "ProcessRef | None":
+def running(record: Path) -> ProcessRef | None:
     """The resolver recorded in `record` if it is alive (pid + start time; a zombie is dead)."""
-    from hypr_engine.proc import ProcessRef
-
     try:
         ref = ProcessRef.from_json(json.loads(record.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
@@ -298,13 +301,8 @@ def running(record: Path) -> "ProcessRef | None":
 
 
 def start(record: Path, db: str, network_id: str, listen: str, *, port: int = 53,
-          upstream: str | None = None) -> "ProcessRef":
+          upstream: str | None = None) -> ProcessRef:
     """Start the network's resolver unless it runs; wait until it serves (or say why not)."""
-    import subprocess
-
-    from hypr_engine.errors import Timeout, Unavailable
-    from hypr_engine.proc import ProcessRef
-
     if (ref := running(record)) is not None:
         return ref
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -360,15 +358,11 @@ def stop(record: Path) -> None:
 
 
 def _read_line(fd: int, timeout: float) -> str:
-    import select
-
     data = b""
     deadline = time.monotonic() + timeout
     while not data.endswith(b"\n"):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([fd], [], [], left)[0]:
-            from hypr_engine.errors import Timeout
-
             raise Timeout(f"the DNS resolver did not report within {timeout:g} s")
         chunk = os.read(fd, 256)
         if not chunk:

@@ -83,11 +83,13 @@ def test_changes_are_seen_at_the_next_query(world):
     assert names.lookup("api", "10.1.1.3") == ["10.1.2.2"]
 
 
-def _ask(port: int, name: str, *, qtype: int = 1, tcp: bool = False, timeout: float = 8) -> tuple[int, list[str]]:
+def _ask(port: int, name: str, *, qtype: int = 1, tcp: bool = False, timeout: float = 8,
+         server: str = "127.0.0.1") -> tuple[int, list[str]]:
+    """(rcode, A records) of one query, as a minimal stub resolver asks."""
     question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0" + struct.pack("!HH", qtype, 1)
     query = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + question
     if tcp:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with socket.create_connection((server, port), timeout=5) as s:
             s.sendall(struct.pack("!H", len(query)) + query)
             size = struct.unpack("!H", s.recv(2))[0]
             reply = b""
@@ -96,7 +98,7 @@ def _ask(port: int, name: str, *, qtype: int = 1, tcp: bool = False, timeout: fl
     else:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.settimeout(timeout)
-            s.sendto(query, ("127.0.0.1", port))
+            s.sendto(query, (server, port))
             reply = s.recv(4096)
     assert reply[:2] == query[:2]
     count = struct.unpack("!H", reply[6:8])[0]

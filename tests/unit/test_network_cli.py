@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import sqlite3
-import struct
 import subprocess
 
 import pytest
@@ -52,23 +51,10 @@ def _error(proc) -> str:
 
 
 def _query(server: str, name: str) -> list[str]:
-    """The A records a DNS server at server:53 answers for `name` (a minimal stub resolver)."""
-    question = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0" + struct.pack("!HH", 1, 1)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(8)
-        s.sendto(struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + question, (server, 53))
-        reply = s.recv(4096)
-    count, pos, found = struct.unpack("!H", reply[6:8])[0], 12 + len(question), []
-    for _ in range(count):
-        while reply[pos] not in (0,) and reply[pos] < 0xC0:   # a name: labels, maybe ending in a pointer
-            pos += reply[pos] + 1
-        pos += 2 if reply[pos] >= 0xC0 else 1
-        rtype, _, _, size = struct.unpack("!HHIH", reply[pos:pos + 10])
-        pos += 10
-        if rtype == 1:
-            found.append(socket.inet_ntoa(reply[pos:pos + 4]))
-        pos += size
-    return found
+    """The A records the DNS server at server:53 answers for `name`."""
+    from tests.unit.test_net_resolver import _ask
+
+    return _ask(53, name, server=server)[1]
 
 
 def test_create_inspect_ls_rm_make_and_unmake_every_host_object(hypr_home):
