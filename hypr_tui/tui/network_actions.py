@@ -68,15 +68,22 @@ class NetworkActions:
         self._network_text("hypr network ls", load, as_json=False)
 
     def do_network_inspect(self) -> None:
-        def chosen(args) -> Callable[[], Awaitable[Any]]:
-            async def load() -> None:
+        from hypr_tui.tui.screens.modals import PromptScreen
+
+        def chosen(text: str | None) -> None:
+            refs = self._words(text, "networks")
+            if not refs:
+                return
+
+            async def load() -> str:
                 from hypr_tui.network_cli import network_inspect
 
-                infos = [network_inspect(await self.client.get_network(r)) for r in args.networks]
-                self._network_text("hypr network inspect", _const(json.dumps(infos, indent=2)), as_json=True)
-            return load
+                return json.dumps([network_inspect(await self.client.get_network(r)) for r in refs], indent=2)
 
-        self._network_prompt("inspect", "NETWORK ...", chosen, "")
+            self._network_text("hypr network inspect", load, as_json=True)
+
+        self.push_screen(PromptScreen("hypr network inspect", "", placeholder="NETWORK ...",
+                                      hint="Enter shows them, Esc cancels"), chosen)
 
     def do_network_rm(self) -> None:
         async def remove_all(args) -> str:
@@ -99,8 +106,3 @@ class NetworkActions:
             lambda a: lambda: self.client.disconnect_network(a.network, a.vm),
             "disconnected (a running VM leaves at its next start)")
 
-
-def _const(text: str) -> Callable[[], Awaitable[str]]:
-    async def value() -> str:
-        return text
-    return value
