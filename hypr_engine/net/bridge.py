@@ -16,10 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import subprocess
 from pathlib import Path
 
 from hypr_engine.errors import Unavailable
+from hypr_engine.net.driver import GuestNic, NicPlan, netdev_id, register, virtio_net_args
+from hypr_engine.net.store import DEFAULT_MTU, Endpoint
+from hypr_engine.paths import Layout
 
 BRIDGE_PREFIX = "hyb"
 TAP_PREFIX = "hyt"
@@ -139,8 +143,6 @@ def sweep_data_dir(db_path: Path | str, data_dir: Path | str) -> list[str]:
     Nothing to do, and no database opened, when the data directory has no TAP at all."""
     if not links_with_prefix(TAP_PREFIX + dir_tag(data_dir)):
         return []
-    import sqlite3
-
     conn = sqlite3.connect(db_path, timeout=10)
     try:
         conn.execute("PRAGMA busy_timeout=10000")
@@ -151,9 +153,6 @@ def sweep_data_dir(db_path: Path | str, data_dir: Path | str) -> list[str]:
 
 # --- the `bridge` network driver (hypr_engine/net/driver.py) -----------------------------------
 
-from hypr_engine.net.driver import register  # noqa: E402  (driver.py imports this module lazily)
-
-
 class BridgeDriver:
     """A user network's NIC: a virtio-net device on the endpoint's persistent TAP, which is
     enslaved to the network's bridge. The guest gets a static address, the gateway as its
@@ -161,10 +160,7 @@ class BridgeDriver:
 
     name = "bridge"
 
-    def nic(self, endpoint, layout):
-        from hypr_engine.net.driver import GuestNic, NicPlan, netdev_id, virtio_net_args
-        from hypr_engine.net.store import DEFAULT_MTU
-
+    def nic(self, endpoint: Endpoint, layout: Layout) -> NicPlan:
         nid = netdev_id(endpoint.position)
         net = endpoint.network
         tap = tap_name(layout.data, endpoint.vm_id, net.id)
@@ -176,7 +172,7 @@ class BridgeDriver:
             dns=net.gateway,
         )
 
-    def prepare(self, endpoint, layout) -> None:
+    def prepare(self, endpoint: Endpoint, layout: Layout) -> None:
         """Before the VM boots: the network's bridge, rules and resolver, and the endpoint's TAP."""
         from hypr_engine.net.networks import HostSide
         from hypr_engine.state.schema import connect
