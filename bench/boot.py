@@ -97,11 +97,13 @@ class RawBoot(RawVm):
 # --- HYPR -----------------------------------------------------------------------------------
 
 CPU: dict[str, list[float]] = {"hypr": [], "raw": []}
+# The floor has no NIC, so neither do these VMs (a NIC's cost is bench/network.py's).
+NO_NIC = ["--network", "none"]
 
 
 def hypr_run(sb: Sandbox) -> float:
     try:
-        elapsed, proc = sb.timed([*HYPR_CMD, "run", "--rm", IMAGE, *WORKLOAD], timeout=HYPR_TIMEOUT)
+        elapsed, proc = sb.timed([*HYPR_CMD, "run", "--rm", *NO_NIC, IMAGE, *WORKLOAD], timeout=HYPR_TIMEOUT)
     except subprocess.TimeoutExpired:
         # The CLI was killed; its VM (own supervisor, own session) lives on: note where it
         # stood, then remove it.
@@ -160,7 +162,7 @@ def compare_argv(sb: Sandbox, raw: RawBoot, vm_id: str) -> str:
 # --- detached runs: the stages `hypr inspect` shows ------------------------------------------
 
 def detached_stages(sb: Sandbox, extra: list[str], raw: RawBoot | None = None) -> tuple[dict[str, float], str | None]:
-    vm_id = sb.hypr("run", "-d", *extra, IMAGE, "sleep", "60").stdout.decode().strip().splitlines()[-1]
+    vm_id = sb.hypr("run", "-d", *NO_NIC, *extra, IMAGE, "sleep", "60").stdout.decode().strip().splitlines()[-1]
     try:
         def hello():
             out = json.loads(sb.hypr("inspect", vm_id).stdout)
@@ -200,7 +202,7 @@ STEPS = [
 
 def traced_run(sb: Sandbox, i: int) -> dict:
     try:
-        marks, proc = traced_cli(sb, ["run", "--rm", IMAGE, *WORKLOAD], timeout=HYPR_TIMEOUT)
+        marks, proc = traced_cli(sb, ["run", "--rm", *NO_NIC, IMAGE, *WORKLOAD], timeout=HYPR_TIMEOUT)
     except subprocess.TimeoutExpired:
         ids = sb.vm_ids()
         if ids:

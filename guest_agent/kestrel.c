@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "boot.h"
+#include "net.h"
 #include "kestrel.h"
 
 #define MAX_WATCH 256
@@ -291,6 +292,8 @@ int main(void)
 	if (boot_mount_root(&cfg, why, sizeof why) < 0 || boot_switch_root(why, sizeof why) < 0)
 		fatal("%s", why);
 	boot_loopback_up();
+	if (net_configure(&cfg.nics, why, sizeof why) < 0)
+		dprintf(2, "kestrel: network: %s\n", why);   /* the VM runs on, without that network */
 	if (cfg.has_attach_wait)
 		attach_until = mono_ms() + cfg.attach_wait_ms;
 	else if (cfg.argv.n > 0)

@@ -173,6 +173,7 @@ static const struct fspec config_spec[] = {
 	F(21, FT_STRV, struct boot_config, mount_target),
 	F(22, FT_STRV, struct boot_config, mount_data),
 	F(23, FT_STRV, struct boot_config, mount_flags),
+	F(25, FT_STRV, struct boot_config, nics),
 };
 
 static const struct fspec hello_spec[] = {

@@ -45,6 +45,7 @@ struct boot_config {
 	struct strv mount_target;         /* 21 */
 	struct strv mount_data;           /* 22: file system options */
 	struct strv mount_flags;          /* 23: ro,nosuid,nodev,noexec,populate */
+	struct strv nics;         /* 25; "MAC ADDR/PREFIX GATEWAY MTU" each (netcfg.h) */
 };
 
 struct hello_req {

@@ -19,7 +19,7 @@ from hypr_engine.errors import NotFound
 from hypr_engine.events import Event, EventBus, Gap
 from hypr_engine.logfile import LogRecord, exit_record, parse_line, tail_offset
 from hypr_engine.logview import LogView, Page, Positioned
-from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+from hypr_engine.models import ExecOptions, ImageInfo, NetworkInfo, RunProgress, VmDetails, VmInfo, VmSpec
 from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
 from hypr_engine.proc import ProcessRef
 from hypr_engine.state.machine import ACTIVE_STATES, VmState
@@ -256,6 +256,9 @@ class EmbeddedTransport(EmbeddedVolumes):
     async def get_vm(self, ref: str) -> VmInfo:
         return await self.engine.vms.get(ref)
 
+    async def vm_ports(self, ref: str) -> list:
+        return await self.engine.vms.ports(ref)
+
     async def inspect_vm(self, ref: str) -> VmDetails:
         vm = await self.engine.vms.get(ref)
         sup = self.engine.vms._supervisor_file(vm.id)
@@ -382,3 +385,29 @@ class EmbeddedTransport(EmbeddedVolumes):
 
     async def system_info(self) -> dict:
         return await self.engine.system_info()
+
+    # --- networks ----------------------------------------------------------------------------
+
+    async def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                             internal: bool = False, labels: dict[str, str] | None = None) -> "NetworkInfo":
+        return await self.engine.networks.create(name, subnet=subnet, gateway=gateway, internal=internal,
+                                                  labels=labels)
+
+    async def list_networks(self) -> "list[NetworkInfo]":
+        return await self.engine.networks.list()
+
+    async def get_network(self, ref: str) -> "NetworkInfo":
+        return await self.engine.networks.get(ref)
+
+    async def remove_network(self, ref: str, *, force: bool = False) -> str:
+        return await self.engine.networks.remove(ref, force=force)
+
+    async def prune_networks(self) -> list[str]:
+        return await self.engine.networks.prune()
+
+    async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
+                              ip: str | None = None) -> "tuple[NetworkInfo, bool]":
+        return await self.engine.networks.connect(network, vm, aliases=list(aliases), ip=ip)
+
+    async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]":
+        return await self.engine.networks.disconnect(network, vm)

@@ -15,7 +15,6 @@ two apart except by `mode`.
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import stat
 from pathlib import Path
@@ -35,7 +34,7 @@ from hypr_engine.errors import HyprError, Timeout, Unavailable
 from hypr_engine.events import Event, Gap
 from hypr_engine.logfile import LogRecord
 from hypr_engine.logview import Page, Positioned
-from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec
+from hypr_engine.models import ExecOptions, ImageInfo, NetworkInfo, RunProgress, VmDetails, VmInfo, VmSpec
 from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
 from hypr_engine.oci.registry.progress import Progress
 
@@ -45,7 +44,7 @@ SLOW = 900.0            # boots (a first boot builds the root filesystem), loads
 DEADLINES = {
     "list": QUICK, "get": QUICK, "inspect": QUICK, "rename": QUICK, "kill": 90.0, "signal_process": 90.0, "processes": 90.0,
     "stats": 120.0, "remove": 120.0, "start": SLOW, "stop": SLOW, "restart": SLOW, "load": 3600.0,
-    "import": 3600.0, "info": 60.0, "read_logs": 120.0, "images": QUICK, "remove_image": 300.0, "copy": 3600.0,
+    "import": 3600.0, "networks": 120.0, "info": 60.0, "read_logs": 120.0, "images": QUICK, "remove_image": 300.0, "copy": 3600.0,
 }
 LOGIN_DEADLINE = 120.0  # a login asks the registry (and maybe its token server)
 _CONNECTION_ERRORS = (StreamTerminatedError, ConnectionError, ProtocolError, EOFError, OSError)
@@ -82,6 +81,8 @@ class GrpcTransport(GrpcVolumes):
         self._system = pb.SystemStub(channel, metadata=self._metadata)
         self._events = pb.EventsStub(channel, metadata=self._metadata)
         self._registry = pb.RegistryStub(channel, metadata=self._metadata)
+        self._networks = pb.NetworksStub(channel, metadata=self._metadata)
+        self._net = pb.NetStub(channel, metadata=self._metadata)
 
     @classmethod
     async def connect(cls, socket_path: Path, *, timeout: float = HELLO_TIMEOUT) -> "GrpcTransport":
@@ -141,6 +142,14 @@ class GrpcTransport(GrpcVolumes):
             raise convert.error_from_grpc(exc) from None
         except _CONNECTION_ERRORS as exc:
             raise _lost(self.socket_path, exc) from None
+
+    # --- networking -----------------------------------------------------------------------------
+
+    async def vm_ports(self, ref: str) -> list:
+        from hypr_engine.api.net_server import binding_from_pb
+
+        reply = await self._unary(self._net.ports, pb.VmRef(ref=ref), QUICK)
+        return [binding_from_pb(p) for p in reply.ports]
 
     # --- images ---------------------------------------------------------------------------------
 
@@ -334,6 +343,49 @@ class GrpcTransport(GrpcVolumes):
             info["daemon"] = {"version": d.version, "api_version": d.api_version, "pid": d.pid,
                               "started_at": d.started_at, "uptime_s": d.uptime_s, "socket": d.socket}
         return info
+
+    # --- networks ------------------------------------------------------------------------------
+
+    async def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                             internal: bool = False, labels: dict[str, str] | None = None) -> "NetworkInfo":
+        from hypr_engine.api.networks import network_from_pb
+
+        request = pb.CreateNetworkRequest(name=name, subnet=subnet, gateway=gateway, internal=internal,
+                                          labels=dict(labels or {}))
+        return network_from_pb(await self._unary(self._networks.create, request, "networks"))
+
+    async def list_networks(self) -> "list[NetworkInfo]":
+        from hypr_engine.api.networks import network_from_pb
+
+        reply = await self._unary(self._networks.list, pb.ListNetworksRequest(), "networks")
+        return [network_from_pb(n) for n in reply.networks]
+
+    async def get_network(self, ref: str) -> "NetworkInfo":
+        from hypr_engine.api.networks import network_from_pb
+
+        return network_from_pb(await self._unary(self._networks.inspect, pb.NetworkRef(ref=ref), "networks"))
+
+    async def remove_network(self, ref: str, *, force: bool = False) -> str:
+        request = pb.RemoveNetworkRequest(ref=ref, force=force)
+        return (await self._unary(self._networks.remove, request, "networks")).name
+
+    async def prune_networks(self) -> list[str]:
+        return list((await self._unary(self._networks.prune, pb.PruneNetworksRequest(), "networks")).removed)
+
+    async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
+                              ip: str | None = None) -> "tuple[NetworkInfo, bool]":
+        from hypr_engine.api.networks import network_from_pb
+
+        request = pb.ConnectNetworkRequest(network=network, vm=vm, aliases=list(aliases), ip=ip)
+        reply = await self._unary(self._networks.connect, request, "networks")
+        return network_from_pb(reply.network), reply.at_next_start
+
+    async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]":
+        from hypr_engine.api.networks import network_from_pb
+
+        request = pb.DisconnectNetworkRequest(network=network, vm=vm)
+        reply = await self._unary(self._networks.disconnect, request, "networks")
+        return network_from_pb(reply.network), reply.at_next_start
 
 
 def _positioned(message: pb.PositionedRecord) -> Positioned:

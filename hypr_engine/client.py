@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     from hypr_engine.logfile import LogRecord
     from hypr_engine.logview import Page, Positioned
     from hypr_engine.models import ExecOptions, ImageInfo, RunProgress, VmDetails, VmInfo, VmSpec, VolumeInfo
-    from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport
+    from hypr_engine.models import ImageDiskUsage, ImageHistoryEntry, ImagePruneReport, NetworkInfo
     from hypr_engine.oci.registry.progress import Progress
+    from hypr_engine.net.ports import PortBinding
 
 
 class ExecHandle(Protocol):
@@ -96,6 +97,16 @@ class Transport(Protocol):
                until_time: float | None = None, follow: bool = True,
                filters: Iterable[tuple[str, str]] = ()) -> "AsyncIterator[Event | Gap]": ...
     async def system_info(self) -> dict: ...
+    async def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                             internal: bool = False, labels: dict[str, str] | None = None) -> "NetworkInfo": ...
+    async def list_networks(self) -> "list[NetworkInfo]": ...
+    async def get_network(self, ref: str) -> "NetworkInfo": ...
+    async def remove_network(self, ref: str, *, force: bool = False) -> str: ...
+    async def prune_networks(self) -> list[str]: ...
+    async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
+                              ip: str | None = None) -> "tuple[NetworkInfo, bool]": ...
+    async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]": ...
+    async def vm_ports(self, ref: str) -> "list[PortBinding]": ...
 
 
 def daemon_socket(layout: Layout) -> Path:
@@ -276,6 +287,10 @@ class HyprClient:
     async def stats(self, refs: list[str], *, all: bool = False) -> list[dict]:
         return await self._transport.stats(refs, all=all)
 
+    async def vm_ports(self, ref: str) -> "list[PortBinding]":
+        """A VM's published ports as they are in place now (`hypr port`)."""
+        return await self._transport.vm_ports(ref)
+
     # --- events and the system --------------------------------------------------------------
 
     def events(self, *, since_seq: int | None = None, since_time: float | None = None,
@@ -311,3 +326,30 @@ class HyprClient:
 
     async def system_prune(self, *, all: bool = False, volumes: bool = False) -> dict:
         return await self._transport.system_prune(all=all, volumes=volumes)
+    # --- networks -----------------------------------------------------------------------------
+
+    async def create_network(self, name: str, *, subnet: str | None = None, gateway: str | None = None,
+                             internal: bool = False, labels: dict[str, str] | None = None) -> "NetworkInfo":
+        """A user network (root only): a bridge, its subnet (chosen unless given), DNS and isolation."""
+        return await self._transport.create_network(name, subnet=subnet, gateway=gateway, internal=internal,
+                                                    labels=labels)
+
+    async def list_networks(self) -> "list[NetworkInfo]":
+        return await self._transport.list_networks()
+
+    async def get_network(self, ref: str) -> "NetworkInfo":
+        return await self._transport.get_network(ref)
+
+    async def remove_network(self, ref: str, *, force: bool = False) -> str:
+        return await self._transport.remove_network(ref, force=force)
+
+    async def prune_networks(self) -> list[str]:
+        return await self._transport.prune_networks()
+
+    async def connect_network(self, network: str, vm: str, *, aliases: list[str] = (),
+                              ip: str | None = None) -> "tuple[NetworkInfo, bool]":
+        """Attach a VM; the bool says the VM runs and gets the interface at its next start."""
+        return await self._transport.connect_network(network, vm, aliases=aliases, ip=ip)
+
+    async def disconnect_network(self, network: str, vm: str) -> "tuple[NetworkInfo, bool]":
+        return await self._transport.disconnect_network(network, vm)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 
 from hypr_engine import __version__
 from hypr_engine.errors import Locked
@@ -36,7 +35,10 @@ class Engine:
         self.images = ImageService(db, layout)
         self.vms = VmService(db, layout, self.images)
         self.volumes = VolumeService(db, layout)
-        self.system = SystemService(db, layout, self.images, self.vms, self.volumes)
+        from hypr_engine.net.networks import NetworkService
+
+        self.networks = NetworkService(db, layout, self.vms)
+        self.system = SystemService(db, layout, self.images, self.vms, self.volumes, self.networks)
 
     @classmethod
     async def open(cls, layout: Layout | None = None, *, exclusive: bool = False) -> "Engine":

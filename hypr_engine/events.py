@@ -28,7 +28,7 @@ log = logging.getLogger("hypr.events")
 POLL_INTERVAL = 0.1
 QUEUE_SIZE = 1024
 KEEP_EVENTS = 100_000
-FILTER_KEYS = ("type", "event", "vm", "image")
+FILTER_KEYS = ("type", "event", "vm", "image", "network")
 _COLUMNS = "seq, time, type, action, id, name, attrs"
 
 
@@ -36,7 +36,7 @@ _COLUMNS = "seq, time, type, action, id, name, attrs"
 class Event:
     seq: int
     time: float
-    type: str                 # vm | image
+    type: str                 # vm | image | network
     action: str               # vm: create start running stop die restart remove destroy rename; image: load tag untag delete
     id: str
     name: str
@@ -68,7 +68,7 @@ def parse_filters(items: Iterable[str]) -> list[tuple[str, str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or key not in FILTER_KEYS or not value:
-            raise InvalidArgument(f"invalid event filter {item!r}: use type=, event=, vm= or image=")
+            raise InvalidArgument(f"invalid event filter {item!r}: use type=, event=, vm=, image= or network=")
         out.append((key, value))
     return out
 
@@ -85,6 +85,8 @@ def matches(event: Event, filters: Iterable[tuple[str, str]]) -> bool:
             ok = event.action in values
         elif key == "vm":
             ok = event.type == "vm" and any(v == event.name or event.id.startswith(v) for v in values)
+        elif key == "network":
+            ok = event.type == "network" and any(v == event.name or event.id.startswith(v) for v in values)
         elif key == "image":
             if event.type == "vm":
                 names = [event.attributes.get("image", "")]

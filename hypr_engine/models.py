@@ -39,6 +39,11 @@ class VmSpec:
     no_healthcheck: bool = False
     # -v / --mount / --tmpfs as mount records (hypr_engine/mounts.py); bind sources absolute
     mounts: list[dict[str, Any]] = field(default_factory=list)
+    # Networks (hypr_engine/net/): each {"name": NAME, "aliases": [...], "ip": IP or None}, in
+    # interface order; empty: the `default` network; [{"name": "none"}]: no NIC, only lo.
+    networks: list[dict[str, Any]] = field(default_factory=list)
+    publish: list[str] = field(default_factory=list)   # -p values as given ([IP:][HOST:]GUEST[/PROTO])
+    publish_all: bool = False                          # -P: every EXPOSEd port on a random host port
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +73,7 @@ class VmInfo:
     restart_count: int = 0
     health: dict[str, Any] | None = None   # {Status, FailingStreak, Log}; None without a check
     health_config: dict[str, Any] | None = None   # the check kestrel runs (argv, interval_ms, ...)
+    network_settings: dict[str, Any] = field(default_factory=dict)   # Docker's NetworkSettings: Networks, Ports
 
     @property
     def short_id(self) -> str:
@@ -165,6 +171,10 @@ class ImageDiskUsage:
     blobs_bytes: int        # the content store (layers, configs, manifests)
     rootfs_bytes: int       # the squashfs cache, one file per layer stack
     reclaimable_bytes: int  # what `image prune -a` would free now
+
+
+# --- volumes (hypr_engine/volumes.py) ---------------------------------------------------------
+
 @dataclass
 class VolumeInfo:
     """A volume: a sparse ext4 disk image the VMs that mount it see as a directory."""
@@ -179,6 +189,34 @@ class VolumeInfo:
     anonymous: bool
     created_at: float
     used_by: list[str] = field(default_factory=list)   # names of the VMs whose spec mounts it
+# --- networks (hypr_engine/net/networks.py) ---------------------------------------------
+
+@dataclass
+class EndpointInfo:
+    """A VM's attachment to a network: its address there and the extra names it answers to."""
+
+    vm_id: str
+    vm_name: str
+    ip: str
+    mac: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NetworkInfo:
+    id: str
+    name: str
+    driver: str                    # gvproxy (the default network) | bridge (user networks)
+    subnet: str
+    gateway: str
+    internal: bool
+    labels: dict[str, str]
+    created_at: float
+    endpoints: list[EndpointInfo] = field(default_factory=list)
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

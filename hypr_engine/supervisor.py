@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import importlib
 import json
 import os
+import select
 import signal
 import socket
 import sqlite3
@@ -39,6 +41,8 @@ from hypr_engine.agent.codec import CLIENT_TYPES, GUEST_TYPES, SYNC, Frame, Fram
 from hypr_engine.errors import ProtocolError
 from hypr_engine.health import HealthState
 from hypr_engine.logfile import exit_record, parse_line, rotate_if_needed
+from hypr_engine.net import gvproxy
+from hypr_engine.net.driver import substitute_fds
 from hypr_engine.proc import ProcessRef
 
 PR_SET_PDEATHSIG = 1
@@ -91,6 +95,10 @@ class Supervisor:
         self.own_callbacks: dict[int, object] = {}
         self.health = HealthState()
         self.health_recorded = False
+        self.links: list[socket.socket] = []      # this boot's NIC descriptors (QEMU has its own copies)
+        self.link_watch: "select.epoll | None" = None
+        self.network_lost: str | None = None
+        self.lost_messages: dict[int, str] = {}   # link fd -> what its hang-up means
 
     # --- database -------------------------------------------------------------
 
@@ -103,6 +111,7 @@ class Supervisor:
             conn = sqlite3.connect(db, timeout=10, isolation_level=None)
             try:
                 conn.execute("PRAGMA busy_timeout=10000")
+                conn.execute("PRAGMA foreign_keys=ON")   # a removed VM's endpoints and ports go with it
                 conn.execute(sql, params)
             finally:
                 conn.close()
@@ -111,22 +120,83 @@ class Supervisor:
 
     # --- QEMU -----------------------------------------------------------------
 
+    def open_links(self) -> dict[str, int]:
+        """A fresh descriptor for each NIC that needs one (gvproxy's /connect), before each
+        QEMU spawn: a restarted QEMU cannot reuse its predecessor's link."""
+        fds: dict[str, int] = {}
+        for nic in self.launch.get("nics") or []:
+            source = nic.get("fd_source") or {}
+            # the driver's module opens it (net/driver.py, NicPlan.fd_source)
+            link = importlib.import_module(source["module"]).open_link(source)
+            self.links.append(link)
+            fds[nic["netdev"]] = link.fileno()
+            if source.get("lost"):
+                self.lost_messages[link.fileno()] = source["lost"]
+        return fds
+
+    def close_links(self) -> None:
+        if self.link_watch is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.link_watch.fileno())
+            except RuntimeError:
+                pass
+            self.link_watch.close()
+            self.link_watch = None
+        for link in self.links:
+            link.close()
+        self.links = []
+        self.lost_messages = {}
+
+    def watch_links(self) -> None:
+        """Notice a network helper's death without reading the link (QEMU does): the peer's
+        close is an EPOLLRDHUP on our copy of the descriptor. The VM cannot get its network
+        back (a QEMU stream netdev cannot be re-attached), so QEMU is ended and the restart
+        policy decides; the error says why."""
+        if not self.lost_messages:
+            return
+        self.link_watch = select.epoll()
+        for fd in self.lost_messages:
+            self.link_watch.register(fd, select.EPOLLRDHUP)
+
+        def on_hangup() -> None:
+            events = self.link_watch.poll(0) if self.link_watch is not None else []
+            if not events or self.network_lost:
+                return
+            self.network_lost = f"the VM lost its network: {self.lost_messages.get(events[0][0], 'its link closed')}"
+            print(f"supervisor: {self.network_lost}", file=sys.stderr, flush=True)
+            self.kill_qemu()
+
+        asyncio.get_running_loop().add_reader(self.link_watch.fileno(), on_hangup)
+
     def spawn_qemu(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
 
         def in_child() -> None:
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
+        self.network_lost = None
+        try:
+            fds = self.open_links()
+        except Exception as exc:
+            self.close_links()
+            raise OSError(f"cannot attach the VM's network: {getattr(exc, 'message', exc)}") from None
         qemu_log = open(self.vm_dir / "qemu.log", "ab")
-        self.qemu = subprocess.Popen(
-            self.launch["argv"],
-            stdin=subprocess.DEVNULL,
-            stdout=qemu_log,
-            stderr=qemu_log,
-            preexec_fn=in_child,
-            close_fds=True,
-        )
-        qemu_log.close()
+        try:
+            self.qemu = subprocess.Popen(
+                substitute_fds(self.launch["argv"], fds),
+                stdin=subprocess.DEVNULL,
+                stdout=qemu_log,
+                stderr=qemu_log,
+                preexec_fn=in_child,
+                close_fds=True,
+                pass_fds=tuple(fds.values()),
+            )
+        except BaseException:
+            self.close_links()
+            raise
+        finally:
+            qemu_log.close()
+        self.watch_links()
         self.stages["vmm_spawned"] = time.time()
         ref = ProcessRef.of(self.qemu.pid)
         me = ProcessRef.of(os.getpid())
@@ -485,6 +555,7 @@ class Supervisor:
             booted_at = time.monotonic()
             guest = asyncio.ensure_future(self.connect_guest())
             status = await self.watch_qemu()
+            self.close_links()
             guest.cancel()
             self.hello, self.guest_writer = None, None
             self.hello_event.clear()
@@ -533,6 +604,8 @@ class Supervisor:
         code, error = exit_record(Path(self.launch["workload_log"]))
         if code is not None:
             return code, error
+        if self.network_lost:
+            return 255, self.network_lost
         if self.killed_by_us:
             return 137, error or "killed: the guest did not stop within its grace period"
         tail = _tail(self.vm_dir / "qemu.log", 3) or _tail(Path(self.launch["console_log"]), 5)
@@ -549,11 +622,21 @@ class Supervisor:
             "restarts": self.restarts,
         }
         atomic_write_json(self.vm_dir / "exit.json", self.exit_info)
+        self.unpublish()
         self.db_execute(
             "UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=?, restart_count=? "
             "WHERE id=? AND state IN ('starting','running','stopping','restarting')",
             (code, error, now, self.restarts, self.vm_id),
         )
+
+    def unpublish(self) -> None:
+        """The VM ended for good: its forwards close, as Docker's do on stop."""
+        if not self.launch.get("ports"):
+            return
+        paths = gvproxy.GvproxyPaths.from_json(self.launch["gvproxy"])
+        for port in self.launch["ports"]:
+            gvproxy.unexpose(paths, port["host_ip"], int(port["host_port"]), port["protocol"])
+        self.db_execute("DELETE FROM ports WHERE vm_id=?", (self.vm_id,))
 
     def remove_vm(self) -> None:
         """--rm: the row and the VM directory go, whether or not a HYPR process watches."""
@@ -565,6 +648,13 @@ class Supervisor:
             self.db_execute("DELETE FROM volumes WHERE name=? AND anonymous=1", (name,))
             shutil.rmtree(self.vm_dir.parent.parent / "volumes" / name, ignore_errors=True)
         (self.vm_dir.parent.parent / "locks" / f"{self.vm_id}.lock").unlink(missing_ok=True)  # vms.py _lock_path
+        if self.launch.get("db"):   # user networks: the VM's TAPs go with it
+            from hypr_engine.net.bridge import sweep_data_dir
+
+            try:
+                sweep_data_dir(self.launch["db"], Path(self.launch["db"]).parent)
+            except Exception as exc:   # best effort: the next engine removal or start sweeps again
+                print(f"supervisor: removing the VM's TAPs failed: {exc}", file=sys.stderr)
 
 
 def _tail(path: Path, lines: int) -> str:

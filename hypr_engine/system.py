@@ -5,17 +5,16 @@ volume or writable layer is a sparse disk image whose apparent size (8 GiB by
 default) says nothing about what it takes. `df -v` shows both for volumes.
 
 Images are pruned by the image store (`ImageService.prune`: mark and sweep, so a
-blob or squashfs another image needs survives). Networks: pruning is a hook that
-does nothing until networking lands.
+blob or squashfs another image needs survives). Networks: user networks no VM
+is attached to (`NetworkService.prune`).
 """
 
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypr_engine.errors import HyprError
 from hypr_engine.images import ImageService
@@ -25,6 +24,9 @@ from hypr_engine.state.db import Database
 from hypr_engine.state.machine import ACTIVE_STATES
 from hypr_engine.vms import VmService
 from hypr_engine.volumes import VolumeService, allocated_bytes
+
+if TYPE_CHECKING:
+    from hypr_engine.net.networks import NetworkService
 
 LOG_NAMES = ("log", "console.log", "supervisor.log")   # plus rotated log.N
 STALE_TMP_SECONDS = 3600.0
@@ -46,12 +48,13 @@ def _vm_files(vm_dir: Path) -> tuple[int, int]:
 
 class SystemService:
     def __init__(self, db: Database, layout: Layout, images: ImageService, vms: VmService,
-                 volumes: VolumeService) -> None:
+                 volumes: VolumeService, networks: "NetworkService") -> None:
         self._db = db
         self._layout = layout
         self._images = images
         self._vms = vms
         self._volumes = volumes
+        self._networks = networks
 
     # --- df -------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ class SystemService:
             report["reclaimed"] += layer + logs
         removed, reclaimed = await self.prune_images(all=all)
         report["images"], report["reclaimed"] = removed, report["reclaimed"] + reclaimed
-        report["networks"] = await self.prune_networks(report["notes"])
+        report["networks"] = await self.prune_networks()
         if volumes:
             removed, reclaimed = await self._volumes.prune(all=True)
             report["volumes"], report["reclaimed"] = removed, report["reclaimed"] + reclaimed
@@ -126,15 +129,9 @@ class SystemService:
         report = await self._images.prune(all=all)
         return report.deleted, report.bytes_reclaimed
 
-    async def prune_networks(self, notes: list[str]) -> list[str]:
-        """A hook: networking (another branch) removes unused networks here."""
-        try:
-            row = await self._db.fetchone("SELECT count(*) AS n FROM networks")
-        except sqlite3.OperationalError:  # no networks table: networking has not landed
-            return []
-        if row and row["n"]:
-            notes.append("networks: pruning unused networks is not implemented on this branch yet")
-        return []
+    async def prune_networks(self) -> list[str]:
+        """User networks no VM is attached to (`network prune`); `default` always stays."""
+        return await self._networks.prune()
 
     async def prune_caches(self) -> tuple[list[str], int]:
         """Root filesystems no active VM has open (rebuilt on the next start that needs one)

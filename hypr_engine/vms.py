@@ -43,12 +43,17 @@ from hypr_engine.crash import crash_point
 from hypr_engine.images import ImageService
 from hypr_engine.logfile import LogRecord, parse_line, read_plan, read_records, rotated
 from hypr_engine.models import ExecOptions, ImageInfo, VmInfo, VmSpec
+from hypr_engine.net import guestfiles
+from hypr_engine.net import ports as netports
+from hypr_engine.net.gvproxy_driver import paths_of
+from hypr_engine.net.service import NetService, attachments_of
 from hypr_engine.paths import Layout
 from hypr_engine.proc import ProcessRef
 from hypr_engine.state.db import Database
 from hypr_engine.state.machine import ACTIVE_STATES, VmState, guarded_update_sql
 from hypr_engine.vmm import probe
 from hypr_engine.vmm.bootcfg import BootConfig, write_initrd
+from hypr_engine.vmm.devices import MICROVM_ACPI_SLOTS, MICROVM_SLOTS, Device
 from hypr_engine.vmm.qemu import VmLaunch, build_argv, device_plan
 from hypr_engine import mounts as mount_rules
 from hypr_engine.volumes import VolumeService, check_device_budget
@@ -69,6 +74,7 @@ class VmService:
         self._layout = layout
         self._images = images
         self._volumes = VolumeService(db, layout)
+        self._net = NetService(layout)
 
     # --- lookup -------------------------------------------------------------------
 
@@ -79,6 +85,9 @@ class VmService:
             info = await self._reconcile(self._info(row))
             if info and (all or info.state in (s.value for s in ACTIVE_STATES)):
                 out.append(info)
+        settings = await asyncio.to_thread(self._net.network_settings_of, [info.id for info in out])
+        for info in out:
+            info.network_settings = settings[info.id]
         return out
 
     async def get(self, ref: str) -> VmInfo:
@@ -97,6 +106,7 @@ class VmService:
         info = await self._reconcile(self._info(row))
         if info is None:
             raise NotFound(f"no such VM: {ref}")
+        info.network_settings = await asyncio.to_thread(self._net.network_settings, info.id)
         return info
 
     def _info(self, row) -> VmInfo:
@@ -156,6 +166,7 @@ class VmService:
                 await self._delete(info.id)
                 await self._volumes.discard(await self._volumes.anonymous_among(info.spec.mounts))
                 return None
+            await asyncio.to_thread(self._net.release, info.id)  # its supervisor could not close them
             guard, params = guarded_update_sql(VmState.EXITED)
             await self._db.execute(
                 f"UPDATE vms SET state='exited', exit_code=?, error=?, finished_at=? WHERE id=? AND {guard}",
@@ -226,27 +237,44 @@ class VmService:
             raise InvalidArgument(
                 f"invalid VM name {name!r}: use letters, digits, '_', '.' and '-', starting with a letter or digit"
             )
-        # Mounts: checked, within the device plan, volumes created, before the VM exists;
-        # the volumes made here go again if the VM cannot be recorded (nothing half-created).
+        # Networks and ports: everything that can be refused is refused before the VM exists.
+        attachments = attachments_of(spec.networks)
+        exposed = list(((image.config.get("config") or {}).get("ExposedPorts") or {}).keys())
+        requests = netports.parse_all(spec.publish, exposed, spec.publish_all)
+        resolved = await asyncio.to_thread(self._net.check_create, attachments, requests)
+        _check_nic_budget(len(resolved), spec)
+        # Mounts: checked, within the device plan (with the NICs), volumes created, before the
+        # VM exists; the volumes made here go again if the VM cannot be recorded.
         spec.mounts = mount_rules.check_mounts(spec.mounts)
-        check_device_budget(spec.mounts, upper=not spec.auto_remove)
+        check_device_budget(spec.mounts, upper=not spec.auto_remove, nics=len(resolved))
         spec.mounts, new_volumes = await self._volumes.prepare(spec.mounts)
         vm_id = os.urandom(32).hex()
         spec_json = spec.to_json() | {"_argv": argv, "_health": dataclasses.asdict(healthcheck) if healthcheck else None}
         try:
-            await self._db.execute(
+            # the row and its endpoints (addresses) in one transaction
+            await asyncio.to_thread(
+                self._net.insert_vm,
                 "INSERT INTO vms (id, name, image_id, image_ref, spec_json, state, created_at, auto_remove, stages_json) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 (vm_id, name, image.id, _familiar(ref), json.dumps(spec_json), VmState.CREATED.value,
                  time.time(), int(spec.auto_remove), json.dumps(stages)),
+                vm_id, resolved,
             )
-        except Exception as exc:  # sqlite3.IntegrityError through aiosqlite
+        except HyprError:
+            await self._volumes.discard(new_volumes)
+            raise
+        except Exception as exc:  # sqlite3.IntegrityError
             await self._volumes.discard(new_volumes)
             if "UNIQUE" in str(exc):
                 raise AlreadyExists(f"the name {name!r} is already in use by another VM") from None
             raise
         crash_point("create.after_insert")
         return await self.get(vm_id)
+
+    async def ports(self, ref: str) -> list[netports.PortBinding]:
+        """The VM's forwards in place (none unless it runs: they close when it ends)."""
+        info = await self.get(ref)
+        return await asyncio.to_thread(self._net.bindings, info.id)
 
     async def _free_name(self) -> str:
         for _ in range(100):
@@ -321,6 +349,10 @@ class VmService:
         if any(m["type"] == "volume" for m in spec.mounts or []):
             await self.list()   # settle VMs whose supervisor died unobserved: they no longer hold volumes
         mount_devices, mount_entries = await self._volumes.boot_devices(info.id, spec.mounts)
+        endpoints = await asyncio.to_thread(self._net.endpoints, info.id)
+        nics = self._net.nics(endpoints)
+        await asyncio.to_thread(self._net.prepare, endpoints)      # e.g. this data dir's gvproxy is up
+        hostname = spec.hostname or info.id[:12]
         boot = BootConfig(
             vm_id=info.id,
             argv=info.command,
@@ -330,7 +362,9 @@ class VmService:
             workdir=spec.workdir or config.get("WorkingDir") or None,
             user=spec.user if spec.user is not None else (config.get("User") or None),
             stop_signal=spec.stop_signal or parse_signal(config.get("StopSignal") or "SIGTERM"),
-            hosts=_hosts_file(spec.hostname or info.id[:12]),
+            hosts=guestfiles.hosts_file(hostname, info.name, endpoints),
+            resolv=guestfiles.resolv_conf(endpoints, nics),
+            nics=[nic.guest.encode() for nic in nics],
             attach_wait_ms=30000 if (spec.interactive or spec.tty) else None,
             health=health.HealthConfig(**info.health_config) if info.health_config else None,
             mounts=mount_entries,
@@ -353,6 +387,10 @@ class VmService:
             **artifacts.launch_options(),
         )
         plan = device_plan(launch)
+        for nic in nics:  # one slot each, in interface order; too many is an error before boot
+            plan.add(Device("net", nic.purpose, nic.qemu_args))
+        requests = netports.parse_all(spec.publish, list((config.get("ExposedPorts") or {}).keys()), spec.publish_all)
+        bindings = await asyncio.to_thread(self._net.publish, info.id, requests, endpoints)
         (vm_dir / "console.log").write_bytes(b"")
         (vm_dir / "health.json").unlink(missing_ok=True)
         (vm_dir / "launch.json").write_text(json.dumps({
@@ -372,9 +410,18 @@ class VmService:
             "devices": [d.purpose for d in plan.devices],
             # --rm removes these with the VM, as Docker does (the supervisor may be the one to do it)
             "anonymous_volumes": await self._volumes.anonymous_among(spec.mounts) if spec.auto_remove else [],
+            # descriptors the supervisor obtains before each QEMU spawn ({fd:ID} in argv)
+            "nics": [{"netdev": n.netdev_id, "fd_source": n.fd_source} for n in nics if n.fd_source],
+            # forwards the supervisor closes when the VM ends for good
+            "ports": [b.to_json() for b in bindings],
+            "gvproxy": paths_of(self._layout).to_json(),
         }, indent=1))
         await self._db.execute("UPDATE vms SET stages_json=? WHERE id=?", (json.dumps(stages), info.id))
-        await self._spawn_supervisor(vm_dir)
+        try:
+            await self._spawn_supervisor(vm_dir)
+        except BaseException:
+            await asyncio.to_thread(self._net.release, info.id)
+            raise
 
     async def _spawn_supervisor(self, vm_dir: Path) -> None:
         read_fd, write_fd = os.pipe()
@@ -538,10 +585,15 @@ class VmService:
 
     async def _delete(self, vm_id: str) -> None:
         """Remove everything of a VM; safe to repeat and safe on half-created VMs."""
+        await asyncio.to_thread(self._net.release, vm_id)   # its forwards (rm -f kills the supervisor)
         shutil.rmtree(self._layout.vm_runtime_dir(vm_id), ignore_errors=True)
         shutil.rmtree(self._layout.vm_dir(vm_id), ignore_errors=True)
         await self._db.execute("DELETE FROM vms WHERE id=?", (vm_id,))
         self._lock_path(vm_id).unlink(missing_ok=True)
+        # user networks: the VM's TAPs go with it (its endpoints went with the row)
+        from hypr_engine.net.bridge import sweep_data_dir
+
+        await asyncio.to_thread(sweep_data_dir, self._layout.db, self._layout.data)
 
     # --- observe -------------------------------------------------------------------------------
 
@@ -873,12 +925,17 @@ async def _make_ext4(path: Path, size: int) -> None:
     tmp.replace(path)
 
 
-def _hosts_file(hostname: str) -> str:
-    return (
-        "127.0.0.1\tlocalhost\n"
-        "::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"127.0.1.1\t{hostname}\n"
-    )
+def _check_nic_budget(nic_count: int, spec: VmSpec) -> None:
+    """More interfaces than the device plan allows is refused at create, not at boot."""
+    try:
+        acpi = probe.find_guest_artifacts().launch_options().get("acpi", False)
+    except HyprError:
+        return  # no kernel yet: the boot's device plan says it then
+    slots = MICROVM_ACPI_SLOTS if acpi else MICROVM_SLOTS
+    base = 3 + (0 if spec.auto_remove else 1)   # root, serial, rng, writable layer
+    if base + nic_count > slots:
+        raise InvalidArgument(f"too many networks: {nic_count} interfaces and {base} other devices exceed the "
+                              f"{slots} device slots of a microVM")
 
 
 def _familiar(ref: str) -> str:

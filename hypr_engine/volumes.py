@@ -362,9 +362,10 @@ def _matches(info: VolumeInfo, key: str, value: str) -> bool:
     raise InvalidArgument(f"invalid volume filter {key!r}: use name=, label=KEY[=VALUE], dangling=true|false or driver=")
 
 
-def check_device_budget(mounts: list[dict[str, Any]], *, upper: bool) -> None:
-    """Refuse, before anything is created, a VM whose mounts exceed the machine's device
-    slots (vmm/devices.py): the plan QEMU would get, built with placeholder paths."""
+def check_device_budget(mounts: list[dict[str, Any]], *, upper: bool, nics: int = 0) -> None:
+    """Refuse, before anything is created, a VM whose mounts and `nics` network interfaces
+    exceed the machine's device slots (vmm/devices.py): the plan QEMU would get, built
+    with placeholder paths."""
     from hypr_engine.vmm import probe
     from hypr_engine.vmm.qemu import VmLaunch, device_plan
 
@@ -376,6 +377,7 @@ def check_device_budget(mounts: list[dict[str, Any]], *, upper: bool) -> None:
     devices = [Device("disk" if m["type"] == "volume" else "share",
                       f"{m['type']} {m['source'] or '(anonymous)'} at {m['target']}")
                for m in mounts if m["type"] in ("volume", "bind")]
+    devices += [Device("net", f"network interface {n + 1}") for n in range(nics)]
     device_plan(VmLaunch(qemu="", accel="tcg", kernel=placeholder, initrd=placeholder, rootfs=placeholder,
                          upper=placeholder if upper else None, console_log=placeholder,
                          workload_log=placeholder, agent_socket=placeholder, acpi=acpi,

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 
 from hypr_tui import formatting as fmt
 
@@ -97,7 +96,7 @@ async def cmd_ps(client, args) -> int:
         for vm in vms:
             print(json.dumps(fmt.vm_row_json(vm)))
     elif args.format == "table":
-        print(fmt.table(["VM ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"],
+        print(fmt.table(["VM ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"],
                         [fmt.vm_row(vm) for vm in vms]))
     else:
         for vm in vms:
@@ -327,6 +326,7 @@ def _spec_from_args(args):
         health_retries=args.health_retries, health_start_period=args.health_start_period,
         no_healthcheck=args.no_healthcheck,
         mounts=_mounts_from_args(args),
+        **_net_fields(args),
     )
 
 
@@ -335,6 +335,12 @@ def _mounts_from_args(args) -> list[dict]:
     from hypr_tui.volumes_cli import mounts_from_args
 
     return mounts_from_args(args)
+
+
+def _net_fields(args) -> dict:
+    from hypr_tui.net_cli import spec_network_fields
+
+    return spec_network_fields(args)
 
 
 def _key_value(item: str, what: str) -> tuple[str, str]:

@@ -69,14 +69,20 @@ def _command(argv: list[str]) -> str:
     return f'"{text[:20]}…"' if len(text) > 20 else f'"{text}"'
 
 
+def vm_ports(vm) -> str:
+    """Docker's PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`."""
+    ports = (vm.network_settings or {}).get("Ports") or {}
+    return ", ".join(f"{b['HostIp']}:{b['HostPort']}->{key}" for key, binds in ports.items() for b in binds or [])
+
+
 def vm_row(vm) -> list[str]:
-    return [vm.short_id, vm.image, _command(vm.command), ago(vm.created_at), vm_status(vm), vm.name]
+    return [vm.short_id, vm.image, _command(vm.command), ago(vm.created_at), vm_status(vm), vm_ports(vm), vm.name]
 
 
 def vm_row_json(vm) -> dict[str, Any]:
     return {
         "ID": vm.short_id, "Image": vm.image, "Health": (vm.health or {}).get("Status", ""), "Command": " ".join(vm.command), "CreatedAt": iso(vm.created_at),
-        "State": vm.state, "Status": vm_status(vm), "Names": vm.name, "ExitCode": vm.exit_code,
+        "State": vm.state, "Status": vm_status(vm), "Ports": vm_ports(vm), "Names": vm.name, "ExitCode": vm.exit_code,
     }
 
 
@@ -110,8 +116,11 @@ def vm_inspect(vm) -> dict[str, Any]:
             "RestartPolicy": {"Name": vm.spec.restart.partition(":")[0],
                               "MaximumRetryCount": int(vm.spec.restart.partition(":")[2] or 0)},
             "LogConfig": {"Type": "hypr-log", "Config": vm.spec.log_opts},
+            "NetworkMode": ",".join(n.get("name", "") for n in vm.spec.networks) or "default",
+            "PortBindings": vm.spec.publish, "PublishAllPorts": vm.spec.publish_all,
         },
         "Mounts": [mount_json(m) for m in vm.spec.mounts or []],
+        "NetworkSettings": vm.network_settings,
         # seconds from the request to each boot stage
         "BootStages": {k: round(v - base, 4) for k, v in sorted(vm.stages.items(), key=lambda kv: kv[1])},
     }

@@ -23,6 +23,7 @@ packages=(
   docker-registry apache2-utils openssl   # registry tests: a real registry, htpasswd -B, keys and JWTs
   tmux                   # terminal tests
   mmdebstrap uidmap      # the real Debian test image (uidmap: its unshare mode, when not root)
+  iproute2 nftables util-linux   # user networks: bridges and TAPs (ip), their rules (nft); setpriv in tests
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -34,6 +35,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -q
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# --- 1b. gvproxy (the default network's user-mode stack) ------------------------------
+# Packaged in Debian 13 only; its package needs just libc6 >= 2.34, so on Debian 12 it
+# comes from trixie through an apt source pinned to priority 1: apt never picks anything
+# else from trixie unless asked by name with -t trixie.
+if ! dpkg-query -W -f='${Status}' gvproxy 2>/dev/null | grep -q "install ok installed"; then
+  step "installing gvproxy"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  . /etc/os-release
+  if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' |
+      $sudo tee /etc/apt/sources.list.d/hypr-trixie.sources >/dev/null
+    printf 'Package: *\nPin: release n=trixie\nPin-Priority: 1\n' |
+      $sudo tee /etc/apt/preferences.d/hypr-trixie >/dev/null
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends -t trixie gvproxy
+  else
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends gvproxy
+  fi
 fi
 
 # --- 2. Python environment --------------------------------------------------------

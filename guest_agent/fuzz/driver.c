@@ -88,7 +88,11 @@ static void builtin_seeds(void)
 	fl_put_str(&s, 8, "/dev/vdb"); fl_put_str(&s, 9, "127.0.0.1 localhost\n");
 	fl_put_str(&s, 10, "nameserver 1.1.1.1\n"); fl_put_str(&s, 11, "abc");
 	fl_put_u32(&s, 12, 3000); fl_put_u32(&s, 13, 64);
+	fl_put_str(&s, 25, "02:1f:6a:00:c3:9e 192.168.127.2/24 192.168.127.1 1500");
+	fl_put_str(&s, 25, "02:00:00:00:00:01 10.89.0.5/16 - 9000");
 	add_seed(buf_head(&s), s.len);
+	static const char nic[] = "02:1f:6a:00:c3:9e 192.168.127.2/24 192.168.127.1 1500";
+	add_seed(nic, sizeof nic - 1);
 	/* Log text: short lines, CRLF, an empty line, no final LF. */
 	static const char text[] = "hello\nworld\r\n\n\r\rx\r\nlast line without LF";
 	add_seed(text, sizeof text - 1);

@@ -42,8 +42,8 @@ log = logging.getLogger("hyprd.api")
 T = TypeVar("T")
 LOG_BATCH_RECORDS = 512
 LOG_BATCH_BYTES = 256 * 1024
-MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import", "CopyToVm", "Tag", "Save", "Prune",
-            "CopyFromVm"}
+MUTATING = {"Create", "Start", "Stop", "Restart", "Kill", "Remove", "Rename", "Load", "Import", "CopyToVm",
+            "CopyFromVm", "Tag", "Save", "Prune", "Connect", "Disconnect"}
 
 
 class DaemonState:
@@ -443,8 +443,11 @@ def install(server, state: DaemonState) -> None:
 
 
 def services(state: DaemonState) -> list:
+    from hypr_engine.api.net_server import NetService
+    from hypr_engine.api.networks import NetworksService
     from hypr_engine.api.registry_service import RegistryService
     from hypr_engine.api.volumes_api import SystemSpaceService, VolumesService
 
     return [VmsService(state), ImagesService(state), SystemService(state), EventsService(state),
-            RegistryService(state), VolumesService(state), SystemSpaceService(state)]
+            RegistryService(state), VolumesService(state), SystemSpaceService(state), NetService(state),
+            NetworksService(state)]

@@ -9,6 +9,7 @@ stdlib sqlite3 module, to stay small) open it through `connect()`.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from hypr_engine.errors import Unavailable
@@ -123,7 +124,7 @@ MIGRATIONS: list[str] = [
                 NEW.name, json_object('image', NEW.image_ref, 'health', NEW.health));
     END;
     """,
-    # volumes: named and anonymous volumes, each a sparse ext4 disk image under
+    # 5: volumes: named and anonymous volumes, each a sparse ext4 disk image under
     # volumes/<name>/ (hypr_engine/volumes.py)
     """
     CREATE TABLE volumes (
@@ -136,6 +137,65 @@ MIGRATIONS: list[str] = [
         created_at   REAL NOT NULL
     ) STRICT;
     """,
+    # 6: networks (hypr_engine/net/): networks, a VM's endpoint on each (one NIC per network,
+    # in `position` order), published ports; the `default` network (gvproxy's fixed subnet;
+    # .254 is gvproxy's alias of the host's 127.0.0.1) exists in every data dir.
+    """
+    CREATE TABLE networks (
+        id          TEXT PRIMARY KEY,          -- 64 hex digits
+        name        TEXT UNIQUE NOT NULL,
+        driver      TEXT NOT NULL,             -- gvproxy | bridge
+        subnet      TEXT NOT NULL,             -- '192.168.127.0/24'
+        gateway     TEXT NOT NULL,
+        internal    INTEGER NOT NULL DEFAULT 0,
+        labels_json TEXT NOT NULL DEFAULT '{}',
+        created_at  REAL NOT NULL
+    ) STRICT;
+    CREATE TABLE endpoints (
+        vm_id        TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        ip           TEXT NOT NULL,
+        mac          TEXT NOT NULL,
+        aliases_json TEXT NOT NULL DEFAULT '[]',
+        position     INTEGER NOT NULL,          -- interface order in the guest
+        PRIMARY KEY (vm_id, network_id),
+        UNIQUE (network_id, ip),
+        UNIQUE (mac)
+    ) STRICT;
+    CREATE TABLE ports (
+        vm_id       TEXT NOT NULL REFERENCES vms(id) ON DELETE CASCADE,
+        host_ip     TEXT NOT NULL,
+        host_port   INTEGER NOT NULL,
+        guest_port  INTEGER NOT NULL,
+        protocol    TEXT NOT NULL,             -- tcp | udp
+        UNIQUE (host_ip, host_port, protocol)
+    ) STRICT;
+    INSERT INTO networks (id, name, driver, subnet, gateway, internal, labels_json, created_at)
+    VALUES (lower(hex(randomblob(32))), 'default', 'gvproxy', '192.168.127.0/24', '192.168.127.1', 0, '{}',
+            (julianday('now') - 2440587.5) * 86400.0);
+    CREATE TRIGGER networks_event_create AFTER INSERT ON networks BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'network', 'create', NEW.id, NEW.name,
+                json_object('driver', NEW.driver, 'subnet', NEW.subnet));
+    END;
+    CREATE TRIGGER networks_event_destroy AFTER DELETE ON networks BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'network', 'destroy', OLD.id, OLD.name,
+                json_object('driver', OLD.driver));
+    END;
+    CREATE TRIGGER endpoints_event_connect AFTER INSERT ON endpoints BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'network', 'connect', NEW.network_id,
+                COALESCE((SELECT name FROM networks WHERE id = NEW.network_id), ''),
+                json_object('vm', NEW.vm_id, 'ip', NEW.ip));
+    END;
+    CREATE TRIGGER endpoints_event_disconnect AFTER DELETE ON endpoints BEGIN
+        INSERT INTO events (time, type, action, id, name, attrs)
+        VALUES ((julianday('now') - 2440587.5) * 86400.0, 'network', 'disconnect', OLD.network_id,
+                COALESCE((SELECT name FROM networks WHERE id = OLD.network_id), ''),
+                json_object('vm', OLD.vm_id, 'ip', OLD.ip));
+    END;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -145,11 +205,26 @@ def connect(path: Path, *, timeout: float = 10.0) -> sqlite3.Connection:
     """Open hypr.db with the settings every user of it needs."""
     conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    _set_wal(conn, timeout)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
     return conn
+
+
+def _set_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL. On a new file the switch needs the file to itself, and SQLite answers
+    "database is locked" at once (no busy handler) while another process is creating or
+    migrating it: two `hypr` commands started together on a fresh data dir. So retry."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -42,6 +42,7 @@ class BootTag(enum.IntEnum):
     MOUNT_TARGET = 21    # absolute path in the VM
     MOUNT_DATA = 22      # the file system's option string
     MOUNT_FLAGS = 23     # comma list: ro, nosuid, nodev, noexec, populate (copy the image's files into an empty volume)
+    NIC = 25            # repeated, one per interface in order: "MAC ADDR/PREFIX GATEWAY|- MTU"
 
 
 @dataclass
@@ -61,6 +62,7 @@ class BootConfig:
     tmpfs_size_mb: int | None = None
     health: "HealthConfig | None" = None
     mounts: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # type, source, target, data, flags
+    nics: list[str] = field(default_factory=list)   # GuestNic.encode() of each NIC (hypr_engine/net/driver.py)
 
     def encode(self) -> bytes:
         f: list[tuple[int, bytes | str | int | None]] = [(BootTag.VM_ID, self.vm_id)]
@@ -94,6 +96,7 @@ class BootConfig:
         for tag, column in ((BootTag.MOUNT_TYPE, 0), (BootTag.MOUNT_SOURCE, 1), (BootTag.MOUNT_TARGET, 2),
                             (BootTag.MOUNT_DATA, 3), (BootTag.MOUNT_FLAGS, 4)):
             f += [(tag, m[column]) for m in self.mounts]
+        f += [(BootTag.NIC, nic) for nic in self.nics]
         return encode_fields(f)
 
 

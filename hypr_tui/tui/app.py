@@ -32,6 +32,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from hypr_tui.actions import ACTIONS, Action, by_name
+from hypr_tui.tui.net_actions import NetActions
 from hypr_tui.tui.registry import palette_entries
 from hypr_tui.tui.screens.exec import ExecScreen
 from hypr_tui.tui.screens.logs import LogsScreen
@@ -46,6 +47,7 @@ from hypr_tui.tui.screens.modals import (
     TextScreen,
     TooSmallScreen,
 )
+from hypr_tui.tui.network_actions import NetworkActions
 from hypr_tui.tui.screens.processes import ProcessScreen
 from hypr_tui.tui.volumes import VolumeActions
 from hypr_tui.tui.widgets.terminal import Terminal
@@ -83,7 +85,7 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, App[None]):
+class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, NetActions, NetworkActions, App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "hypr"
     BINDINGS = [

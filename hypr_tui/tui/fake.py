@@ -429,6 +429,12 @@ class FakeClient:
         self.vms.append(vm)
         return vm
 
+    async def vm_ports(self, ref: str) -> list:
+        from hypr_engine.net.ports import PortBinding
+
+        vm = await self.get_vm(ref)
+        return [PortBinding("0.0.0.0", 8080, 80, "tcp")] if vm.state == "running" else []
+
     async def system_info(self) -> dict:
         running = sum(v.state == "running" for v in self.vms)
         return {
@@ -440,6 +446,16 @@ class FakeClient:
             "qemu": "/usr/bin/qemu-system-x86_64",
             "vms": {"total": len(self.vms), "running": running}, "images": len(self.images),
         }
+
+    async def list_networks(self) -> list:
+        """The default network and one user network holding the first two VMs."""
+        from hypr_engine.models import EndpointInfo, NetworkInfo
+
+        eps = [EndpointInfo(vm.id, vm.name, f"10.89.0.{i + 2}", f"02:00:00:00:00:{i + 2:02x}")
+               for i, vm in enumerate(self.vms[:2])]
+        return [NetworkInfo("d" * 64, "default", "gvproxy", "192.168.127.0/24", "192.168.127.1", False, {},
+                            FIXED_NOW - 86400),
+                NetworkInfo("b" * 64, "backend", "bridge", "10.89.0.0/24", "10.89.0.1", False, {}, FIXED_NOW, eps)]
 
 
 class _LogFileVms:

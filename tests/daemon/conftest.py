@@ -7,7 +7,6 @@ test's VMs and checks that nothing is left. A test may kill and restart it.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

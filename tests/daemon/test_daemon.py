@@ -297,8 +297,9 @@ def test_events_read_the_same_either_way(hypr_home, busybox, hyprd_factory):
     assert [hypr_home.out(*q) for q in queries] == embedded
     lines = embedded[0].splitlines()
     assert [line.split()[1:3] for line in lines] == [
-        ["image", "load"], ["image", "tag"], ["vm", "create"], ["vm", "rename"], ["vm", "remove"], ["vm", "destroy"]]
-    assert "(name=second, image=hypr/busybox:latest, old_name=first)" in lines[3]
+        ["image", "load"], ["image", "tag"], ["vm", "create"], ["network", "connect"], ["vm", "rename"],
+        ["vm", "remove"], ["network", "disconnect"], ["vm", "destroy"]]
+    assert "(name=second, image=hypr/busybox:latest, old_name=first)" in lines[4]
     assert [x.split()[2] for x in embedded[2].splitlines()] == ["rename", "destroy"]
-    assert [json.loads(x)["Action"] for x in embedded[1].splitlines()][-2:] == ["remove", "destroy"]
+    assert [json.loads(x)["Action"] for x in embedded[1].splitlines()][-3:] == ["remove", "disconnect", "destroy"]
     assert len(embedded[3].splitlines()) == 2

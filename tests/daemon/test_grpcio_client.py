@@ -82,7 +82,7 @@ CLIENT = textwrap.dedent('''
         out["stream_stats"] = [[(s.name, s.error or "", s.mem_limit > 0) for s in r.stats] for r in samples]
     vms.Remove(vms_pb2.RemoveRequest(ref=vm.id, force=True), timeout=60)
     seen = [e.event.action for e in events.Watch(events_pb2.WatchEventsRequest(since_seq=0, follow=False),
-                                                  timeout=30) if e.WhichOneof("kind") == "event"]
+                                                  timeout=30) if e.WhichOneof("kind") == "event" and e.event.type == "vm"]
     out["events"] = seen
     print(json.dumps(out))
 ''')

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 from hypr_engine.client import HyprClient
-from hypr_engine.models import VmSpec
 from hypr_engine.paths import Layout
 
 LINES = 200_000

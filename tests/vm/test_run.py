@@ -7,7 +7,6 @@ is left afterwards.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pty
@@ -15,7 +14,6 @@ import sqlite3
 import subprocess
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 

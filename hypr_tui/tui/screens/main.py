@@ -59,7 +59,12 @@ class MainScreen(Screen):
                 yield Static(EMPTY_VOLUMES, id="volumes-empty", classes="empty")
             for key, label in (("networks", "Networks"), ("stacks", "Stacks")):
                 with TabPane(label, id=key):
-                    yield Static(EMPTY_LATER[key], classes="empty later")
+                    if key == "networks":
+                        from hypr_tui.tui.widgets.network_table import NetworkTable
+
+                        yield NetworkTable(id="network-table")
+                    else:
+                        yield Static(EMPTY_LATER[key], classes="empty later")
         yield StatusBar(id="status-bar")
         yield Footer()
 
