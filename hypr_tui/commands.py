@@ -215,16 +215,38 @@ async def cmd_stats(client, args) -> int:
         await asyncio.sleep(1)
 
 
-async def _each(refs, operation) -> int:
-    """Run an operation per VM, printing each name as Docker does; the last error's code."""
+async def for_each(refs, operation, show=print) -> int:
+    """Run `operation` on each reference and `show` what it returns; an error is reported
+    and the rest go on (Docker's way with several names). Returns the last error's code."""
     rc = 0
     for ref in refs:
         try:
-            await operation(ref)
-            print(ref)
+            show(await operation(ref))
         except _hypr_error() as exc:
             rc = _report(exc)
     return rc
+
+
+async def inspect_each(refs, document) -> int:
+    """`inspect` of several objects: one JSON array of `await document(ref)` for each found."""
+    documents: list = []
+    rc = await for_each(refs, document, documents.append)
+    print(json.dumps(documents, indent=4))
+    return rc
+
+
+def print_lines(lines) -> None:
+    for line in lines:
+        print(line)
+
+
+async def _each(refs, operation) -> int:
+    """Run an operation per VM, printing each name as Docker does; the last error's code."""
+    async def named(ref):
+        await operation(ref)
+        return ref
+
+    return await for_each(refs, named)
 
 
 def _timeout(value):
@@ -234,15 +256,11 @@ def _timeout(value):
 
 
 async def cmd_inspect(client, args) -> int:
-    out = []
-    rc = 0
-    for ref in args.vms:
-        try:
-            out.append(fmt.vm_inspect(await client.get_vm(ref)))
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    print(json.dumps(out, indent=4))
-    return rc
+    return await inspect_each(args.vms, lambda ref: _vm_document(client, ref))
+
+
+async def _vm_document(client, ref: str) -> dict:
+    return fmt.vm_inspect(await client.get_vm(ref))
 
 
 async def cmd_top(client, args) -> int:

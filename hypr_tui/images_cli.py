@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hypr_tui import formatting as fmt
-from hypr_tui.commands import UsageError, _hypr_error, _report
+from hypr_tui.commands import UsageError, for_each, inspect_each, print_lines
 
 
 # --- documents and rows (shared with the dashboard) --------------------------------------------
@@ -115,14 +115,7 @@ async def cmd_images(client, args) -> int:
 
 
 async def cmd_rmi(client, args) -> int:
-    rc = 0
-    for ref in args.images:
-        try:
-            for line in await client.remove_image(ref, force=args.force):
-                print(line)
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    return rc
+    return await for_each(args.images, lambda ref: client.remove_image(ref, force=args.force), print_lines)
 
 
 async def cmd_tag(client, args) -> int:
@@ -138,15 +131,10 @@ async def cmd_save(client, args) -> int:
 
 
 async def cmd_image_inspect(client, args) -> int:
-    documents = []
-    rc = 0
-    for ref in args.images:
-        try:
-            documents.append(inspect_document(await client.get_image(ref)))
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    print(json.dumps(documents, indent=4))
-    return rc
+    async def document(ref: str) -> dict:
+        return inspect_document(await client.get_image(ref))
+
+    return await inspect_each(args.images, document)
 
 
 async def cmd_image_history(client, args) -> int:

@@ -10,7 +10,7 @@ import sys
 from dataclasses import asdict
 
 from hypr_tui import formatting as fmt
-from hypr_tui.commands import _hypr_error, _key_value, _report
+from hypr_tui.commands import _key_value, for_each, inspect_each
 
 
 def network_rows(networks) -> list[list[str]]:
@@ -51,24 +51,14 @@ async def cmd_network_ls(client, args) -> int:
 
 
 async def cmd_network_inspect(client, args) -> int:
-    out, rc = [], 0
-    for ref in args.networks:
-        try:
-            out.append(network_inspect(await client.get_network(ref)))
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    print(json.dumps(out, indent=4))
-    return rc
+    async def document(ref: str) -> dict:
+        return network_inspect(await client.get_network(ref))
+
+    return await inspect_each(args.networks, document)
 
 
 async def cmd_network_rm(client, args) -> int:
-    rc = 0
-    for ref in args.networks:
-        try:
-            print(await client.remove_network(ref, force=args.force))
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    return rc
+    return await for_each(args.networks, lambda ref: client.remove_network(ref, force=args.force))
 
 
 async def cmd_network_prune(client, args) -> int:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from hypr_tui import formatting as fmt
-from hypr_tui.commands import UsageError, _hypr_error, _key_value, _report
+from hypr_tui.commands import UsageError, _key_value, for_each, inspect_each
 
 
 def mounts_from_args(args) -> list[dict]:
@@ -65,24 +65,14 @@ async def cmd_volume_ls(client, args) -> int:
 
 
 async def cmd_volume_inspect(client, args) -> int:
-    out, rc = [], 0
-    for name in args.names:
-        try:
-            out.append(volume_json(await client.get_volume(name)))
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    print(json.dumps(out, indent=4))
-    return rc
+    async def document(name: str) -> dict:
+        return volume_json(await client.get_volume(name))
+
+    return await inspect_each(args.names, document)
 
 
 async def cmd_volume_rm(client, args) -> int:
-    rc = 0
-    for name in args.names:
-        try:
-            print(await client.remove_volume(name, force=args.force))
-        except _hypr_error() as exc:
-            rc = _report(exc)
-    return rc
+    return await for_each(args.names, lambda name: client.remove_volume(name, force=args.force))
 
 
 def confirm(warning: str) -> bool:
