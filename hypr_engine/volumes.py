@@ -374,10 +374,11 @@ def check_device_budget(mounts: list[dict[str, Any]], *, upper: bool, nics: int 
     except Exception:  # no kernel yet: the boot reports that, with its own reason
         return
     placeholder = Path("/")
-    devices = [Device("disk" if m["type"] == "volume" else "share",
-                      f"{m['type']} {m['source'] or '(anonymous)'} at {m['target']}")
-               for m in mounts if m["type"] in ("volume", "bind")]
-    devices += [Device("net", f"network interface {n + 1}") for n in range(nics)]
+    # NICs first, so an error names the mount that did not fit (what the user just added).
+    devices = [Device("net", f"network interface {n + 1}") for n in range(nics)]
+    devices += [Device("disk" if m["type"] == "volume" else "share",
+                       f"{m['type']} {m['source'] or '(anonymous)'} at {m['target']}")
+                for m in mounts if m["type"] in ("volume", "bind")]
     device_plan(VmLaunch(qemu="", accel="tcg", kernel=placeholder, initrd=placeholder, rootfs=placeholder,
                          upper=placeholder if upper else None, console_log=placeholder,
                          workload_log=placeholder, agent_socket=placeholder, acpi=acpi,
