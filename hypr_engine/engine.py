@@ -93,6 +93,7 @@ class Engine:
         vms = await self.vms.list()
         info["vms"] = {"total": len(vms), "running": sum(v.state == "running" for v in vms)}
         info["images"] = len(await self.images.list())
+        info["networking"] = await self.networks.host_status()
         return info
 
     # --- image store (called by `system prune` and `system df` too) -------------------------

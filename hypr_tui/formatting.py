@@ -169,6 +169,10 @@ def system_info_text(info: dict[str, Any]) -> str:
     lines.append(f"QEMU:           {info.get('qemu')}")
     lines.append(f"VMs:            {info['vms']['total']} ({info['vms']['running']} running)")
     lines.append(f"Images:         {info['images']}")
+    if net := info.get("networking"):
+        lines.append(f"gvproxy:        {net['gvproxy']}")
+        lines.append(f"Default net:    {net['default_network']}")
+        lines.append(f"User networks:  {net['user_networks']}")
     if d := info.get("daemon"):
         lines.append(f"Daemon:         hyprd {d['version']} (API {d['api_version']}), pid {d['pid']}, "
                      f"up {human_duration(d['uptime_s'])}, socket {d['socket']}")

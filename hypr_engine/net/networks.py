@@ -91,6 +91,23 @@ class NetworkService:
 
     # --- reading -------------------------------------------------------------------------
 
+    async def host_status(self) -> dict[str, str]:
+        """What `system info` says of networking on this host: gvproxy, and whether user
+        networks are possible (they need root)."""
+        from hypr_engine.net import gvproxy
+        from hypr_engine.net.gvproxy_driver import paths_of
+
+        try:
+            binary = gvproxy.find_gvproxy()
+        except Unavailable as exc:
+            binary = f"missing: {exc}"
+        running = await asyncio.to_thread(gvproxy.supervisor_running, paths_of(self._layout))
+        return {
+            "gvproxy": binary,
+            "default_network": "running" if running else "idle (gvproxy starts with the first VM on it)",
+            "user_networks": "available" if os.geteuid() == 0 else f"unavailable: {ROOT_NEEDED}",
+        }
+
     async def list(self) -> list[NetworkInfo]:
         rows = await self._db.fetchall("SELECT * FROM networks ORDER BY created_at, name")
         return [await self._info(r) for r in rows]

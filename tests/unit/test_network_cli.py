@@ -171,6 +171,21 @@ def test_without_root_a_user_network_is_a_clear_error(tmp_path):
     finally:
         conn.close()
     assert bridge.links_with_prefix(bridge.BRIDGE_PREFIX + bridge.dir_tag(home / "data")) == []
+    # `system info` says so up front, and what works instead
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *HYPR,
+                           "system", "info", "--format", "json"], env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    networking = json.loads(proc.stdout)["networking"]
+    assert networking["user_networks"].startswith("unavailable: user networks need root")
+
+
+def test_system_info_reports_gvproxy_and_user_networks(hypr_home):
+    networking = json.loads(hypr_home.out("system", "info", "--format", "json"))["networking"]
+    assert networking["gvproxy"].endswith("/gvproxy")
+    assert networking["default_network"].startswith("idle")     # no VM yet: no gvproxy running
+    assert networking["user_networks"] == "available"
+    text = hypr_home.out("system", "info")
+    assert "User networks:  available" in text and "Default net:    idle" in text
 
 
 def test_connect_and_disconnect_a_created_vm_and_rm_refuses_a_network_in_use(hypr_home, busybox):
