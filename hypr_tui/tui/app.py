@@ -568,6 +568,7 @@ class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, NetActions, Net
                 return
 
             async def create() -> str:
+                await self._pull_if_missing(spec.image)
                 vm = await self.client.create_vm(spec)
                 if start:
                     await self.client.start_vm(vm.id)
@@ -578,6 +579,17 @@ class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, NetActions, Net
         self.push_screen(PromptScreen(f"hypr {verb}{' -d' if start else ''}", "",
                                       placeholder="[--name NAME] [-e KEY=VALUE] ... IMAGE [COMMAND ...]",
                                       hint=f"the arguments of `hypr {verb}`; Enter {verb}s, Esc cancels"), chosen)
+
+    async def _pull_if_missing(self, image: str) -> None:
+        """As `hypr run`: an image that is not here is pulled first (Docker's --pull missing)."""
+        from hypr_engine.errors import NotFound
+
+        try:
+            await self.client.get_image(image)
+        except NotFound:
+            self.notify(f"Unable to find image '{image}' locally: pulling", timeout=5)
+            async for _ in self.client.pull_image(image):
+                pass
 
     def do_run(self) -> None:
         self._create(start=True)

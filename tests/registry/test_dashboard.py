@@ -42,3 +42,22 @@ async def test_pull_from_the_command_palette_then_push_with_the_image_key(hypr_h
             assert not [n for n in app._notifications if n.severity == "error"]
     finally:
         await client.close()
+
+
+async def test_create_from_the_dashboard_pulls_a_missing_image_first(hypr_home, registry, images):
+    ref = f"{registry.host}/dash/missing:1"
+    written = images.push(ref, fmt="v2s2")
+    client = await HyprClient.connect(Layout(hypr_home.data, hypr_home.runtime))
+    try:
+        app = HyprApp(client, hostname="test", live=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.run_registry_action("create", None)
+            await pilot.pause()
+            await pilot.press(*f"--name fromreg {ref} true", "enter")
+            await _until(pilot, lambda: any(v.name == "fromreg" for v in app.vms), what="the created VM")
+            assert written.config_digest in [i.id for i in await client.list_images()]
+            assert any("pulling" in n.message for n in app._notifications)
+            assert not [n for n in app._notifications if n.severity == "error"]
+    finally:
+        await client.close()
