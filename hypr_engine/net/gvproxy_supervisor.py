@@ -170,6 +170,9 @@ class GvproxySupervisor:
                 self.spawn()
                 continue
             backoff = 0.1
+            if not self.paths.db.exists():   # the data dir was removed under us: nothing can need us
+                log(f"{self.paths.db} is gone: exiting")
+                break
             if self.active_vms() == 0:
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since >= self.idle_s and self.leave_if_idle():
