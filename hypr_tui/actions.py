@@ -30,7 +30,7 @@ class Action:
     help: str
     handler: str                  # "cmd_x" in hypr_tui.commands, or "module:cmd_x" in hypr_tui.module
     args: tuple[Arg, ...] = ()
-    target: str | None = None     # "vm" | "image": what the dashboard's selection supplies
+    target: str | None = None     # "vm" | "image" | "network": what the dashboard's selection supplies
     key: str | None = None        # the dashboard's key for it on a selection
     destructive: bool = False     # the dashboard asks before doing it
 
@@ -241,10 +241,10 @@ ACTIONS += (
            (arg("-q", "--quiet", action="store_true", help="only print network ids"),
             arg("--format", choices=["table", "json"], default="table"))),
     Action("network inspect", "details of networks as JSON", "network_cli:cmd_network_inspect",
-           (arg("networks", nargs="+", metavar="NETWORK"),)),
+           (arg("networks", nargs="+", metavar="NETWORK"),), target="network", key="i"),
     Action("network rm", "remove networks", "network_cli:cmd_network_rm",
            (arg("-f", "--force", action="store_true", help="also when VMs use it (they are disconnected)"),
-            arg("networks", nargs="+", metavar="NETWORK")), destructive=True),
+            arg("networks", nargs="+", metavar="NETWORK")), target="network", key="D", destructive=True),
     Action("network prune", "remove every user network no VM uses", "network_cli:cmd_network_prune",
            (), destructive=True),
     Action("network connect", "attach a VM to a network (a running VM: at its next start)",

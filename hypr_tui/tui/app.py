@@ -318,9 +318,10 @@ class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, NetActions, Net
             if target == "vm" and vm is not None:
                 return vm
             if isinstance(screen, MainScreen):
+                from hypr_tui.tui.widgets.network_table import NetworkTable
                 from hypr_tui.tui.widgets.tables import ImageTable, VmTable
 
-                table = screen.query_one(VmTable if target == "vm" else ImageTable)
+                table = screen.query_one({"vm": VmTable, "image": ImageTable, "network": NetworkTable}[target])
                 return table.selected_item
         return None
 
@@ -351,6 +352,11 @@ class HyprApp(ImageActionsMixin, RegistryActions, VolumeActions, NetActions, Net
         what = action.help[:1].upper() + action.help[1:]
         if action.target == "image":
             return f"{what}:\n\n  {target}\n\nhypr {action.name} {target}"
+        if action.target == "network":
+            users = ", ".join(e.vm_name for e in target.endpoints)
+            return f"{what}:\n\n  {target.name} ({target.driver} {target.subnet})\n\n" + \
+                (f"VMs on it: {users}; `hypr network rm -f` disconnects them.\n\n" if users else "") + \
+                f"hypr {action.name} {target.name}"
         running = target.state == "running"
         if action.name == "rm" and running:
             return (f"{target.name} is running: it will be killed and removed.\n\n"

@@ -457,6 +457,14 @@ class FakeClient:
                             FIXED_NOW - 86400),
                 NetworkInfo("b" * 64, "backend", "bridge", "10.89.0.0/24", "10.89.0.1", False, {}, FIXED_NOW, eps)]
 
+    async def get_network(self, ref: str):
+        from hypr_engine.errors import NotFound
+
+        for net in await self.list_networks():
+            if ref in (net.name, net.id) or net.id.startswith(ref):
+                return net
+        raise NotFound(f"no such network: {ref}")
+
 
 class _LogFileVms:
     def __init__(self, vm: VmInfo, path: Path) -> None:

@@ -67,8 +67,17 @@ class NetworkActions:
 
         self._network_text("hypr network ls", load, as_json=False)
 
-    def do_network_inspect(self) -> None:
+    def do_network_inspect(self, network: Any = None) -> None:
         from hypr_tui.tui.screens.modals import PromptScreen
+
+        if network is not None:     # the selected row of the Networks tab (key i)
+            async def selected() -> str:
+                from hypr_tui.network_cli import network_inspect
+
+                return json.dumps([network_inspect(await self.client.get_network(network.id))], indent=2)
+
+            self._network_text(f"hypr network inspect {network.name}", selected, as_json=True)
+            return
 
         def chosen(text: str | None) -> None:
             refs = self._words(text, "networks")
@@ -85,7 +94,12 @@ class NetworkActions:
         self.push_screen(PromptScreen("hypr network inspect", "", placeholder="NETWORK ...",
                                       hint="Enter shows them, Esc cancels"), chosen)
 
-    def do_network_rm(self) -> None:
+    def do_network_rm(self, network: Any = None) -> None:
+        if network is not None:     # the selected row (key D), confirmed by the app
+            self.perform("network rm", "removed network {result}",
+                         lambda: self.client.remove_network(network.id))
+            return
+
         async def remove_all(args) -> str:
             return ", ".join([await self.client.remove_network(r, force=args.force) for r in args.networks])
 

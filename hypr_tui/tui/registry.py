@@ -54,7 +54,7 @@ def palette_entries() -> list[PaletteEntry]:
     """Every registry action as a palette entry; actions on a selection say their key."""
     entries = []
     for a in ACTIONS:
-        where = {"vm": "selected VM", "image": "selected image"}.get(a.target or "", "")
+        where = {"vm": "selected VM", "image": "selected image", "network": "selected network"}.get(a.target or "", "")
         key = f"  (key {a.key})" if a.key else ""
         help_text = f"{a.help}" + (f" (on the {where})" if where else "")
         entries.append(PaletteEntry(a, f"hypr {a.name}{key}", help_text))

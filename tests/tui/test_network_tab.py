@@ -22,6 +22,46 @@ async def test_the_networks_tab_lists_networks_and_their_vms():
         assert rows[1][:2] == ["default", "gvproxy"]
 
 
+async def test_keys_on_a_selected_network_inspect_and_remove_it():
+    from hypr_tui.tui.screens.modals import ConfirmScreen, TextScreen
+
+    client = FakeClient()
+    removed = []
+
+    async def remove_network(ref, force=False):
+        removed.append((ref, force))
+        return ref
+
+    client.remove_network = remove_network
+    app = HyprApp(client, clock=lambda: FIXED_NOW, hostname="test", live=False)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        for _ in range(3):
+            await pilot.press("tab")
+        await pilot.pause(0.3)
+        table = app.screen.query_one(NetworkTable)
+        table.focus()
+        await pilot.pause()
+        backend = table.selected_item
+        assert backend.name == "backend"
+        await pilot.press("i")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, TextScreen) and '"Name": "backend"' in str(app.screen.body.code)
+        await pilot.press("escape")
+        await pilot.press("D")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "VMs on it: web, api" in app.screen.question and "hypr network rm backend" in app.screen.question
+        await pilot.press("escape")      # cancelled: nothing removed
+        await pilot.pause()
+        assert removed == []
+        await pilot.press("D")
+        await pilot.pause()
+        await pilot.press("y")
+        await pilot.pause(0.3)
+        assert removed == [(backend.id, False)]
+
+
 async def test_network_ls_and_create_from_the_palette_actions():
     from hypr_tui.tui.screens.modals import PromptScreen, TextScreen
 

@@ -31,7 +31,7 @@ def test_every_action_has_a_handler():
 
 
 def test_actions_on_a_selection_have_unique_dashboard_keys():
-    for target in ("vm", "image"):
+    for target in ("vm", "image", "network"):
         keys = [a.key for a in ACTIONS if a.target == target]
         assert all(keys), f"a {target} action without a dashboard key"
         assert len(keys) == len(set(keys)), f"duplicate {target} keys: {keys}"
@@ -43,17 +43,18 @@ def test_destructive_actions_are_marked():
 
 
 async def test_the_dashboard_binds_every_action_on_a_selection_and_lists_every_action():
-    """Every action with a target is a key on the dashboard's selection (the VM or image table),
+    """Every action with a target is a key on the dashboard's selection (the VM, image or network table),
     every action has a dashboard handler, and the command palette lists every action."""
     from hypr_tui.tui.app import HyprApp, handler_name
     from hypr_tui.tui.fake import FIXED_NOW, FakeClient
+    from hypr_tui.tui.widgets.network_table import NetworkTable
     from hypr_tui.tui.widgets.tables import ImageTable, VmTable
 
     app = HyprApp(FakeClient(), clock=lambda: FIXED_NOW, hostname="test", live=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        for target, table_type in (("vm", VmTable), ("image", ImageTable)):
-            if target == "image":
+        for target, table_type, tabs in (("vm", VmTable, 0), ("image", ImageTable, 1), ("network", NetworkTable, 2)):
+            for _ in range(tabs):       # VMs, Images, Volumes, Networks
                 await pilot.press("tab")
             table = app.screen.query_one(table_type)
             table.focus()

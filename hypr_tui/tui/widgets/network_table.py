@@ -2,20 +2,22 @@
 
 It fetches the list itself (every 2 s while the dashboard runs) through HyprClient, so
 the app's own refresh loop does not grow with each kind of object. The network actions
-(`hypr network ...`) are in the command palette (ctrl+p).
+on a selected network have keys (i inspect, D remove); the others (`hypr network create`,
+`connect`, ...) are in the command palette (ctrl+p).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from hypr_tui.tui.registry import selection_bindings
 from hypr_tui.tui.widgets.tables import NAV_BINDINGS, SortableTable
 
 REFRESH_S = 2.0
 
 
 class NetworkTable(SortableTable):
-    BINDINGS = [*NAV_BINDINGS]
+    BINDINGS = [*NAV_BINDINGS, *selection_bindings("network")]
 
     COLUMNS = [
         ("name", "NAME", None, lambda n: n.name),
