@@ -77,8 +77,7 @@ async def reconcile_all(engine) -> Report:
         vm_dir = layout.vm_dir(vm_id)
         try:
             if state == VmState.REMOVING.value:
-                await engine.vms._kill(vm_id)
-                await engine.vms._delete(vm_id)
+                await engine.vms.purge(vm_id, kill=True)
                 report.removed.append(vm_id)
                 continue
             if VmState(state) not in ACTIVE_STATES:
@@ -104,7 +103,7 @@ async def _settle(engine, vm_id: str, vm_dir: Path, auto_remove: bool) -> None:
         exit_info = {"exit_code": 255, "finished_at": time.time(),
                      "error": "the VM's supervisor died without recording an exit (while no daemon watched)"}
     if auto_remove and exit_info.get("exit_code") is not None and exit_info.get("error") is None:
-        await engine.vms._delete(vm_id)
+        await engine.vms.purge(vm_id, kill=False)
         return
     guard, params = guarded_update_sql(VmState.EXITED)
     await engine.db.execute(

@@ -569,6 +569,13 @@ class VmService:
             raise
         return await self.get(info.id)
 
+    async def purge(self, vm_id: str, *, kill: bool) -> None:
+        """Everything of a VM gone, its processes first when `kill`: how reconcile finishes a
+        removal that was interrupted, or an `--rm` VM that exited while nobody watched."""
+        if kill:
+            await self._kill(vm_id)
+        await self._delete(vm_id)
+
     async def _kill(self, vm_id: str) -> None:
         """SIGKILL the supervisor; QEMU dies with it (PR_SET_PDEATHSIG). Waits until both are gone."""
         sup = self._supervisor_file(vm_id)
