@@ -206,8 +206,12 @@ def test_a_vm_on_two_networks_reaches_both_and_a_custom_subnet_is_honoured(hypr_
 
 
 def _bindable(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    """Whether a server could take the port now (a relayed connection's TIME_WAIT is no conflict
+    with SO_REUSEADDR; a listener is)."""
     with socket.socket(socket.AF_INET, kind) as s:
         try:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("0.0.0.0", port))
         except OSError:
             return False
