@@ -22,7 +22,7 @@ import uuid
 import pytest
 
 from hypr_engine.net import bridge, resolver
-from tests.daemon.conftest import Hyprd
+from tests.daemon.conftest import Hyprd, wait_for
 from tests.vm.test_network_default import UDP_ECHO, debian, free_port, udp_echo, wait_http  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(os.geteuid() != 0, reason="user networks need root")]
@@ -250,6 +250,28 @@ def test_ports_of_a_vm_only_on_a_user_network_are_published_by_a_userland_proxy(
     hypr_home.run("start", "pub", check=True)
     assert wait_http(port) == b"served-by-pub\n"
     hypr_home.run("rm", "-f", "pub", check=True)
+    assert _bindable(port)
+
+
+def test_a_user_network_vms_ports_come_back_with_its_restart_policy(hypr_home, busybox):
+    hypr_home.run("network", "create", "solo", check=True)
+    port = free_port()
+    # serves, then fails: --restart always boots it again, and the port is served again
+    hypr_home.run("run", "-d", "--name", "flaky", "--restart", "always", "--network", "solo", "-p", f"{port}:80",
+                  "hypr/busybox", "sh", "-c",
+                  "mkdir -p /www && echo run-$(cat /proc/sys/kernel/random/uuid) > /www/index.html && "
+                  "httpd -p 80 -h /www && sleep 3 && exit 3", check=True)
+    first = wait_http(port)
+
+    def info() -> dict:
+        return json.loads(hypr_home.out("inspect", "flaky"))[0]
+
+    wait_for(lambda: info()["RestartCount"] >= 1, 90, what="the VM to restart")
+    deadline = time.monotonic() + 60
+    while (again := wait_http(port)) == first and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert again.startswith(b"run-") and again != first      # served by the new boot, same host port
+    hypr_home.run("rm", "-f", "flaky", check=True)
     assert _bindable(port)
 
 
