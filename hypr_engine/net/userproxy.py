@@ -55,7 +55,7 @@ class _TcpForward:
         try:
             try:
                 g_reader, g_writer = await asyncio.wait_for(asyncio.open_connection(*self.guest), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:
                 _log(f"cannot reach {self.guest[0]}:{self.guest[1]}: {exc or 'timed out'}")
                 return
             try:

@@ -23,7 +23,13 @@ import pytest
 
 from hypr_engine.net import bridge, resolver
 from tests.daemon.conftest import Hyprd, wait_for
-from tests.vm.test_network_default import UDP_ECHO, debian, free_port, udp_echo, wait_http  # noqa: F401 (fixture)
+from tests.vm.test_network_default import (  # noqa: F401 (fixture)
+    UDP_ECHO,
+    debian,
+    free_port,
+    udp_echo,
+    wait_http,
+)
 
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(os.geteuid() != 0, reason="user networks need root")]
 
