@@ -59,6 +59,9 @@ class NetService:
             if requests and not resolved:
                 raise InvalidArgument("published ports (-p/-P) need a network: --network none leaves the VM "
                                       "no interface to forward them to")
+            if requests and all(net.internal for net, _ in resolved):
+                raise InvalidArgument(f"published ports (-p/-P) cannot reach a VM on internal network "
+                                      f"{resolved[0][0].name} only: nothing comes in from outside")
             self._check_host_ports(conn, requests, vm_id=None)
             return resolved
         finally:
@@ -112,8 +115,8 @@ class NetService:
         (proxy_target, net/userproxy.py)."""
         if not requests:
             return []
-        if not endpoints:
-            raise InvalidArgument("published ports (-p/-P) need a network: the VM is on none")
+        if not endpoints or all(ep.network.internal for ep in endpoints):
+            raise InvalidArgument("published ports (-p/-P) need a network that lets them in: the VM is on none")
         guest_ip = next((ep.ip for ep in endpoints if ep.network.driver == "gvproxy"), None)
         self.release(vm_id)  # a previous run's, if its supervisor could not clean up
         conn = self._conn()
@@ -146,10 +149,13 @@ class NetService:
     @staticmethod
     def proxy_target(endpoints: list[Endpoint]) -> dict[str, str] | None:
         """Where the supervisor's userland proxy sends a VM's published ports: its address on
-        its first network, when none of its networks is gvproxy's (which forwards them itself)."""
-        if not endpoints or any(ep.network.driver == "gvproxy" for ep in endpoints):
+        its first non-internal network, when none of its networks is gvproxy's (which forwards
+        them itself)."""
+        if any(ep.network.driver == "gvproxy" for ep in endpoints):
             return None
-        return {"guest_ip": endpoints[0].ip}
+        # an internal network lets nothing in from outside: its address is no way in
+        target = next((ep for ep in endpoints if not ep.network.internal), None)
+        return {"guest_ip": target.ip} if target else None
 
     def release(self, vm_id: str) -> None:
         """Close a VM's forwards and forget them (stop, rm, a failed start). Idempotent."""

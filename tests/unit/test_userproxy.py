@@ -93,3 +93,19 @@ def test_a_busy_host_port_fails_the_whole_start_and_holds_nothing():
             s.bind(("127.0.0.1", free))
 
     asyncio.run(main())
+
+
+def test_the_proxy_targets_the_first_network_that_lets_traffic_in():
+    from hypr_engine.net.service import NetService
+    from hypr_engine.net.store import Endpoint, Network
+
+    def ep(name: str, driver: str, ip: str, internal: bool, position: int) -> Endpoint:
+        net = Network(name, name, driver, "10.0.0.0/8", "10.0.0.1", internal, {}, 0.0)
+        return Endpoint("vm", net, ip, "02:00:00:00:00:01", [], position)
+
+    internal, front, back = ep("vault", "bridge", "10.1.0.2", True, 0), ep("front", "bridge", "10.2.0.2", False, 1), \
+        ep("back", "bridge", "10.3.0.2", False, 2)
+    assert NetService.proxy_target([internal, front, back]) == {"guest_ip": "10.2.0.2"}
+    assert NetService.proxy_target([back, front]) == {"guest_ip": "10.3.0.2"}
+    assert NetService.proxy_target([front, ep("default", "gvproxy", "192.168.127.2", False, 1)]) is None  # gvproxy's
+    assert NetService.proxy_target([internal]) is None

@@ -304,6 +304,10 @@ def test_publishing_on_a_user_network_refuses_a_busy_port_and_bad_networks(hypr_
     err = proc.stderr.decode()
     assert proc.returncode == 125 and f"host port 0.0.0.0:{taken}/tcp is already in use" in err, err
     assert len(err.strip().splitlines()) == 1, err
+    hypr_home.run("network", "create", "--internal", "vault", check=True)
+    proc = hypr_home.run("run", "-d", "--name", "inside", "--network", "vault", "-p", "80", "hypr/busybox", "true")
+    err = proc.stderr.decode()
+    assert proc.returncode == 125 and "cannot reach a VM on internal network vault only" in err, err
     proc = hypr_home.run("run", "-d", "--name", "lost", "--network", "nowhere", "hypr/busybox", "true")
     assert proc.returncode != 0 and "no such network: nowhere" in proc.stderr.decode()
     assert hypr_home.out("ps", "-aq").strip() == ""
