@@ -37,10 +37,12 @@ pytestmark = [pytest.mark.vm, pytest.mark.skipif(os.geteuid() != 0, reason="user
 SERVE = "mkdir -p /www && echo served-by-$0 > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def _serve(home, name: str, *networks: str, alias: str | None = None) -> None:
+def _serve(home, name: str, *networks: str, alias: str | None = None, publish: str | None = None) -> None:
     args = [a for n in networks for a in ("--network", n)]
     if alias:
         args += ["--network-alias", alias]
+    if publish:
+        args += ["-p", publish]
     home.run("run", "-d", "--name", name, *args, "hypr/busybox", "sh", "-c", SERVE, name, check=True)
 
 
@@ -105,7 +107,8 @@ def test_vms_reach_each_other_by_name_and_alias_also_while_hyprd_is_down(hypr_ho
     try:
         hypr_home.run("network", "create", "appnet", check=True)
         hypr_home.run("network", "create", "spare", check=True)
-        _serve(hypr_home, "web", "appnet", alias="www")
+        port = free_port()
+        _serve(hypr_home, "web", "appnet", alias="www", publish=f"127.0.0.1:{port}:80")
         _idle(hypr_home, "client", "appnet")
         assert _fetch(hypr_home, "client", "web") == "served-by-web"
         assert _fetch(hypr_home, "client", "www") == "served-by-web"
@@ -118,6 +121,7 @@ def test_vms_reach_each_other_by_name_and_alias_also_while_hyprd_is_down(hypr_ho
             daemon.proc.kill()
     assert not daemon.socket.exists()
     # hyprd is gone: the network's resolver (started by hyprd) still answers
+    assert wait_http(port) == b"served-by-web\n"    # and the supervisor's proxy still publishes web's port
     out = hypr_home.out("exec", "client", "nslookup", "www")
     assert _ip(hypr_home, "web", "appnet") in out
     assert _fetch(hypr_home, "client", "web") == "served-by-web"
