@@ -41,7 +41,7 @@ from hypr_engine.agent.codec import CLIENT_TYPES, GUEST_TYPES, SYNC, Frame, Fram
 from hypr_engine.errors import ProtocolError
 from hypr_engine.health import HealthState
 from hypr_engine.logfile import exit_record, parse_line, rotate_if_needed
-from hypr_engine.net import gvproxy
+from hypr_engine.net import gvproxy, userproxy
 from hypr_engine.net.driver import substitute_fds
 from hypr_engine.proc import ProcessRef
 
@@ -99,6 +99,7 @@ class Supervisor:
         self.link_watch: "select.epoll | None" = None
         self.network_lost: str | None = None
         self.lost_messages: dict[int, str] = {}   # link fd -> what its hang-up means
+        self.user_proxy: userproxy.UserProxy | None = None   # published ports of a VM without gvproxy
 
     # --- database -------------------------------------------------------------
 
@@ -167,6 +168,13 @@ class Supervisor:
             self.kill_qemu()
 
         asyncio.get_running_loop().add_reader(self.link_watch.fileno(), on_hangup)
+
+    async def hold_ports(self) -> None:
+        """A VM without gvproxy publishes through a userland proxy held before QEMU starts,
+        across restarts, until unpublish() (net/userproxy.py)."""
+        target = self.launch.get("userproxy")
+        if target and self.launch.get("ports") and self.user_proxy is None:
+            self.user_proxy = await userproxy.start(self.launch["ports"], target["guest_ip"])
 
     def spawn_qemu(self) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
@@ -540,12 +548,14 @@ class Supervisor:
         ready: int | None = ready_fd
         while True:
             try:
+                await self.hold_ports()
                 self.spawn_qemu()
             except OSError as exc:
+                what = str(exc) if isinstance(exc, userproxy.PublishError) else f"cannot start QEMU: {exc}"
                 if ready is not None:
-                    os.write(ready, f"error cannot start QEMU: {exc}\n".encode())
+                    os.write(ready, f"error {what}\n".encode())
                     os.close(ready)
-                code, error, status = 125, f"cannot start QEMU: {exc}", None
+                code, error, status = 125, what, None
                 break
             assert self.qemu is not None
             if ready is not None:
@@ -633,9 +643,13 @@ class Supervisor:
         """The VM ended for good: its forwards close, as Docker's do on stop."""
         if not self.launch.get("ports"):
             return
-        paths = gvproxy.GvproxyPaths.from_json(self.launch["gvproxy"])
-        for port in self.launch["ports"]:
-            gvproxy.unexpose(paths, port["host_ip"], int(port["host_port"]), port["protocol"])
+        if self.user_proxy is not None:
+            self.user_proxy.close()
+            self.user_proxy = None
+        elif not self.launch.get("userproxy"):
+            paths = gvproxy.GvproxyPaths.from_json(self.launch["gvproxy"])
+            for port in self.launch["ports"]:
+                gvproxy.unexpose(paths, port["host_ip"], int(port["host_port"]), port["protocol"])
         self.db_execute("DELETE FROM ports WHERE vm_id=?", (self.vm_id,))
 
     def remove_vm(self) -> None:

@@ -415,6 +415,8 @@ class VmService:
             # forwards the supervisor closes when the VM ends for good
             "ports": [b.to_json() for b in bindings],
             "gvproxy": paths_of(self._layout).to_json(),
+            # no default network: the supervisor proxies the ports itself (net/userproxy.py)
+            "userproxy": self._net.proxy_target(endpoints),
         }, indent=1))
         await self._db.execute("UPDATE vms SET stages_json=? WHERE id=?", (json.dumps(stages), info.id))
         try:

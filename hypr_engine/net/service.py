@@ -56,9 +56,12 @@ class NetService:
                 if att.aliases and net.driver == "gvproxy":
                     raise InvalidArgument(f"network aliases are for user networks: the {net.name} network's DNS "
                                           "(gvproxy) cannot serve them")
-            if requests and not any(net.driver == "gvproxy" for net, _ in resolved):
-                raise InvalidArgument("published ports (-p/-P) go through the default network: "
-                                      "the VM must be on it (add --network default)")
+            if requests and not resolved:
+                raise InvalidArgument("published ports (-p/-P) need a network: --network none leaves the VM "
+                                      "no interface to forward them to")
+            if requests and all(net.internal for net, _ in resolved):
+                raise InvalidArgument(f"published ports (-p/-P) cannot reach a VM on internal network "
+                                      f"{resolved[0][0].name} only: nothing comes in from outside")
             self._check_host_ports(conn, requests, vm_id=None)
             return resolved
         finally:
@@ -107,13 +110,14 @@ class NetService:
     def publish(self, vm_id: str, requests: list[ports.PortRequest], endpoints: list[Endpoint]
                 ) -> list[ports.PortBinding]:
         """Choose random host ports, check every host port, record the bindings (the UNIQUE
-        constraint decides between two VMs) and open them in gvproxy. All or nothing."""
+        constraint decides between two VMs) and open them in gvproxy. All or nothing.
+        A VM without the default network has no gvproxy: its supervisor proxies them
+        (proxy_target, net/userproxy.py)."""
         if not requests:
             return []
+        if not endpoints or all(ep.network.internal for ep in endpoints):
+            raise InvalidArgument("published ports (-p/-P) need a network that lets them in: the VM is on none")
         guest_ip = next((ep.ip for ep in endpoints if ep.network.driver == "gvproxy"), None)
-        if guest_ip is None:
-            raise InvalidArgument("published ports (-p/-P) go through the default network: the VM is not on it "
-                                  "(add --network default)")
         self.release(vm_id)  # a previous run's, if its supervisor could not clean up
         conn = self._conn()
         try:
@@ -129,6 +133,8 @@ class NetService:
                 raise Conflict("a host port of this VM was just published by another VM") from None
         finally:
             conn.close()
+        if guest_ip is None:
+            return bindings     # the supervisor binds them before QEMU starts
         paths = paths_of(self._layout)
         done: list[ports.PortBinding] = []
         try:
@@ -139,6 +145,17 @@ class NetService:
             self.release(vm_id)
             raise
         return bindings
+
+    @staticmethod
+    def proxy_target(endpoints: list[Endpoint]) -> dict[str, str] | None:
+        """Where the supervisor's userland proxy sends a VM's published ports: its address on
+        its first non-internal network, when none of its networks is gvproxy's (which forwards
+        them itself)."""
+        if any(ep.network.driver == "gvproxy" for ep in endpoints):
+            return None
+        # an internal network lets nothing in from outside: its address is no way in
+        target = next((ep for ep in endpoints if not ep.network.internal), None)
+        return {"guest_ip": target.ip} if target else None
 
     def release(self, vm_id: str) -> None:
         """Close a VM's forwards and forget them (stop, rm, a failed start). Idempotent."""

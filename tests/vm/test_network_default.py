@@ -258,7 +258,7 @@ def test_bad_network_input_is_refused_and_creates_nothing(hypr_home, busybox):
             (["-p", f"{taken}:80"], f"host port 0.0.0.0:{taken}/tcp is already in use"),
             (["--network", "nowhere"], "no such network: nowhere"),
             (["--ip", "10.1.2.3"], "outside network default's subnet"),
-            (["--network", "none", "-p", "8080:80"], "must be on it"),
+            (["--network", "none", "-p", "8080:80"], "published ports (-p/-P) need a network"),
             (["--network", "default", "--network-alias", "db"], "network aliases are for user networks"),
         ]
         for flags, message in cases:

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -21,7 +22,14 @@ import uuid
 import pytest
 
 from hypr_engine.net import bridge, resolver
-from tests.daemon.conftest import Hyprd
+from tests.daemon.conftest import Hyprd, wait_for
+from tests.vm.test_network_default import (  # noqa: F401 (fixture)
+    UDP_ECHO,
+    debian,
+    free_port,
+    udp_echo,
+    wait_http,
+)
 
 pytestmark = [pytest.mark.vm, pytest.mark.skipif(os.geteuid() != 0, reason="user networks need root")]
 
@@ -29,10 +37,12 @@ pytestmark = [pytest.mark.vm, pytest.mark.skipif(os.geteuid() != 0, reason="user
 SERVE = "mkdir -p /www && echo served-by-$0 > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def _serve(home, name: str, *networks: str, alias: str | None = None) -> None:
+def _serve(home, name: str, *networks: str, alias: str | None = None, publish: str | None = None) -> None:
     args = [a for n in networks for a in ("--network", n)]
     if alias:
         args += ["--network-alias", alias]
+    if publish:
+        args += ["-p", publish]
     home.run("run", "-d", "--name", name, *args, "hypr/busybox", "sh", "-c", SERVE, name, check=True)
 
 
@@ -97,7 +107,8 @@ def test_vms_reach_each_other_by_name_and_alias_also_while_hyprd_is_down(hypr_ho
     try:
         hypr_home.run("network", "create", "appnet", check=True)
         hypr_home.run("network", "create", "spare", check=True)
-        _serve(hypr_home, "web", "appnet", alias="www")
+        port = free_port()
+        _serve(hypr_home, "web", "appnet", alias="www", publish=f"127.0.0.1:{port}:80")
         _idle(hypr_home, "client", "appnet")
         assert _fetch(hypr_home, "client", "web") == "served-by-web"
         assert _fetch(hypr_home, "client", "www") == "served-by-web"
@@ -110,6 +121,7 @@ def test_vms_reach_each_other_by_name_and_alias_also_while_hyprd_is_down(hypr_ho
             daemon.proc.kill()
     assert not daemon.socket.exists()
     # hyprd is gone: the network's resolver (started by hyprd) still answers
+    assert wait_http(port) == b"served-by-web\n"    # and the supervisor's proxy still publishes web's port
     out = hypr_home.out("exec", "client", "nslookup", "www")
     assert _ip(hypr_home, "web", "appnet") in out
     assert _fetch(hypr_home, "client", "web") == "served-by-web"
@@ -203,12 +215,103 @@ def test_a_vm_on_two_networks_reaches_both_and_a_custom_subnet_is_honoured(hypr_
     assert _fetch(hypr_home, "f1", _ip(hypr_home, "k1", "back")).startswith("FAIL")
 
 
-def test_publishing_needs_the_default_network_and_bad_networks_are_refused(hypr_home, busybox):
+def _bindable(port: int, kind: int = socket.SOCK_STREAM) -> bool:
+    """Whether a server could take the port now (a relayed connection's TIME_WAIT is no conflict
+    with SO_REUSEADDR; a listener is)."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            if kind == socket.SOCK_STREAM:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+        return True
+
+
+def _http_half_closed(port: int) -> bytes:
+    """A GET whose sending side is shut before the answer: the proxy must pass the half-close on
+    and still bring the whole answer back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        return data
+
+
+def test_ports_of_a_vm_only_on_a_user_network_are_published_by_a_userland_proxy(hypr_home, busybox):
     hypr_home.run("network", "create", "solo", check=True)
-    proc = hypr_home.run("run", "-d", "--name", "pub", "--network", "solo", "-p", "18080:80", "hypr/busybox",
-                         "sleep", "60")
+    port = free_port()
+    hypr_home.run("run", "-d", "--name", "pub", "--network", "solo", "-p", f"{port}:80", "hypr/busybox",
+                  "sh", "-c", SERVE, "pub", check=True)
+    assert wait_http(port) == b"served-by-pub\n"          # the host reaches it through -p
+    answer = _http_half_closed(port)
+    assert answer.startswith(b"HTTP/1.") and answer.endswith(b"served-by-pub\n"), answer
+    assert hypr_home.out("port", "pub") == f"80/tcp -> 0.0.0.0:{port}\n"
+    assert f"0.0.0.0:{port}->80/tcp" in hypr_home.out("ps")
+    settings = json.loads(hypr_home.out("inspect", "pub"))[0]["NetworkSettings"]
+    assert settings["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": str(port)}]
+    assert not _bindable(port)                              # held by the VM's supervisor
+
+    # stop releases the port, start holds it again, rm releases it for good
+    hypr_home.run("stop", "pub", check=True)
+    assert _bindable(port) and hypr_home.out("port", "pub") == ""
+    hypr_home.run("start", "pub", check=True)
+    assert wait_http(port) == b"served-by-pub\n"
+    hypr_home.run("rm", "-f", "pub", check=True)
+    assert _bindable(port)
+
+
+def test_a_user_network_vms_ports_come_back_with_its_restart_policy(hypr_home, busybox):
+    hypr_home.run("network", "create", "solo", check=True)
+    port = free_port()
+    # serves, then fails: --restart always boots it again, and the port is served again
+    hypr_home.run("run", "-d", "--name", "flaky", "--restart", "always", "--network", "solo", "-p", f"{port}:80",
+                  "hypr/busybox", "sh", "-c",
+                  "mkdir -p /www && echo run-$(cat /proc/sys/kernel/random/uuid) > /www/index.html && "
+                  "httpd -p 80 -h /www && sleep 3 && exit 3", check=True)
+    first = wait_http(port)
+
+    def info() -> dict:
+        return json.loads(hypr_home.out("inspect", "flaky"))[0]
+
+    wait_for(lambda: info()["RestartCount"] >= 1, 90, what="the VM to restart")
+    deadline = time.monotonic() + 60
+    while (again := wait_http(port)) == first and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert again.startswith(b"run-") and again != first      # served by the new boot, same host port
+    hypr_home.run("rm", "-f", "flaky", check=True)
+    assert _bindable(port)
+
+
+def test_udp_of_a_vm_only_on_a_user_network_is_relayed_both_ways(hypr_home, debian):
+    hypr_home.run("network", "create", "solo", check=True)
+    port = free_port(socket.SOCK_DGRAM)
+    hypr_home.run("run", "-d", "--name", "echo", "--network", "solo", "-p", f"127.0.0.1:{port}:9999/udp", debian,
+                  "sh", "-c", UDP_ECHO, check=True)
+    assert hypr_home.out("port", "echo") == f"9999/udp -> 127.0.0.1:{port}\n"
+    assert udp_echo(port, b"ping-1") == b"echo:ping-1"      # the datagram arrived and the reply came back
+    assert udp_echo(port, b"ping-2", timeout=5) == b"echo:ping-2"
+    hypr_home.run("stop", "-t", "1", "echo", check=True)
+    assert _bindable(port, socket.SOCK_DGRAM)
+
+
+def test_publishing_on_a_user_network_refuses_a_busy_port_and_bad_networks(hypr_home, busybox):
+    hypr_home.run("network", "create", "solo", check=True)
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen(1)
+        taken = busy.getsockname()[1]
+        proc = hypr_home.run("run", "-d", "--name", "pub", "--network", "solo", "-p", f"{taken}:80",
+                             "hypr/busybox", "sleep", "60")
     err = proc.stderr.decode()
-    assert proc.returncode != 0 and "--network default" in err, err
+    assert proc.returncode == 125 and f"host port 0.0.0.0:{taken}/tcp is already in use" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    hypr_home.run("network", "create", "--internal", "vault", check=True)
+    proc = hypr_home.run("run", "-d", "--name", "inside", "--network", "vault", "-p", "80", "hypr/busybox", "true")
+    err = proc.stderr.decode()
+    assert proc.returncode == 125 and "cannot reach a VM on internal network vault only" in err, err
     proc = hypr_home.run("run", "-d", "--name", "lost", "--network", "nowhere", "hypr/busybox", "true")
     assert proc.returncode != 0 and "no such network: nowhere" in proc.stderr.decode()
     assert hypr_home.out("ps", "-aq").strip() == ""
