@@ -40,7 +40,8 @@ fi
 # --- 1b. gvproxy (the default network's user-mode stack) ------------------------------
 # Packaged in Debian 13 only; its package needs just libc6 >= 2.34, so on Debian 12 it
 # comes from trixie through an apt source pinned to priority 1: apt never picks anything
-# else from trixie unless asked by name with -t trixie.
+# else from trixie. `gvproxy/trixie` takes just that package from it (`-t trixie` would
+# prefer trixie for every dependency the transaction touches).
 if ! dpkg-query -W -f='${Status}' gvproxy 2>/dev/null | grep -q "install ok installed"; then
   step "installing gvproxy"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -51,7 +52,7 @@ if ! dpkg-query -W -f='${Status}' gvproxy 2>/dev/null | grep -q "install ok inst
     printf 'Package: *\nPin: release n=trixie\nPin-Priority: 1\n' |
       $sudo tee /etc/apt/preferences.d/hypr-trixie >/dev/null
     $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends -t trixie gvproxy
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends gvproxy/trixie
   else
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends gvproxy
