@@ -20,6 +20,7 @@
 
 #include "modparam.h"
 #include "mounts.h"
+#include "sysfile.h"
 
 #define NEWROOT "/mnt/root"
 
@@ -78,24 +79,6 @@ int boot_early(char *why, size_t n)
 	    do_mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, why, n) < 0)
 		return -1;
 	return 0;
-}
-
-/* Read up to n - 1 bytes of a small file, NUL-terminated; the length or -1. */
-static ssize_t read_small(const char *path, char *buf, size_t n)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t len = 0;
-	for (;;) {
-		ssize_t r = read(fd, buf + len, n - 1 - len);
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
-	buf[len] = 0;
-	return (ssize_t)len;
 }
 
 static char mod_failed[512];
@@ -393,15 +376,8 @@ static int scan_ports(const char *const *names, char (*paths)[64], int count)
 			continue;
 		char path[128], name[128];
 		snprintf(path, sizeof path, "/sys/class/virtio-ports/%.40s/name", e->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
+		if (read_line(path, name, sizeof name) < 0)
 			continue;
-		ssize_t len = read(fd, name, sizeof name - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		name[len] = 0;
-		name[strcspn(name, "\n")] = 0;
 		for (int i = 0; i < count; i++)
 			if (!strcmp(name, names[i]))
 				snprintf(paths[i], 64, "/dev/%.40s", e->d_name);

@@ -8,6 +8,7 @@
  * system calls because the guest already sees them with their real owners. */
 #define _GNU_SOURCE
 #include "mounts.h"
+#include "sysfile.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -64,15 +65,8 @@ static int find_disk(const char *root, const char *serial, char *dev, size_t n)
 				continue;
 			char path[PATH_MAX + 32], buf[64];
 			snprintf(path, sizeof path, "%s/%.16s/serial", block, e->d_name);
-			int fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
+			if (read_line(path, buf, sizeof buf) < 0)
 				continue;
-			ssize_t len = read(fd, buf, sizeof buf - 1);
-			close(fd);
-			if (len <= 0)
-				continue;
-			buf[len] = 0;
-			buf[strcspn(buf, "\n")] = 0;
 			if (!strcmp(buf, serial)) {
 				snprintf(dev, n, "%s/dev/%.16s", root, e->d_name);
 				closedir(d);

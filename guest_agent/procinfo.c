@@ -1,5 +1,6 @@
 /* procinfo.c - process list and machine statistics from /proc (procinfo.h). */
 #include "procinfo.h"
+#include "sysfile.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -11,24 +12,6 @@
 #include <unistd.h>
 
 #define PF_KTHREAD 0x00200000ul
-
-/* Read a whole small file (at most cap-1 bytes) NUL-terminated; length or -1. */
-static ssize_t read_small(const char *path, char *dst, size_t cap)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	size_t len = 0;
-	while (len + 1 < cap) {
-		ssize_t n = read(fd, dst + len, cap - 1 - len);
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-	}
-	close(fd);
-	dst[len] = 0;
-	return (ssize_t)len;
-}
 
 struct pstat {
 	char state;
